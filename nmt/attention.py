@@ -1,0 +1,47 @@
+"""Attention over encoder states: Bahdanau (additive) and Luong (general or dot)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _attend(scores: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    # scores (batch, steps, src_len), mask (batch, src_len), values (batch, src_len, mem)
+    scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return torch.bmm(weights, values)  # (batch, steps, mem)
+
+
+class BahdanauAttention(nn.Module):
+    """score(q, m) = v^T tanh(W_q q + W_m m); the memory projection is computed once per source."""
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int):
+        super().__init__()
+        self.key_proj = nn.Linear(memory_size, attention_size, bias=False)
+        self.query_proj = nn.Linear(query_size, attention_size, bias=True)
+        self.v = nn.Linear(attention_size, 1, bias=False)
+
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        return self.key_proj(memory)  # (batch, src_len, att)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor):
+        # query (batch, steps, query_size)
+        q = self.query_proj(query).unsqueeze(2)  # (batch, steps, 1, att)
+        scores = self.v(torch.tanh(q + keys.unsqueeze(1))).squeeze(-1)  # (batch, steps, src_len)
+        return _attend(scores, mask, memory)
+
+
+class LuongAttention(nn.Module):
+    """score(q, m) = q^T W m (general) or q^T m (dot); W m is computed once per source."""
+
+    def __init__(self, query_size: int, memory_size: int, score: str):
+        super().__init__()
+        self.key_proj = nn.Linear(memory_size, query_size, bias=False) if score == "general" else None
+
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        return self.key_proj(memory) if self.key_proj is not None else memory  # (batch, src_len, query)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor):
+        scores = torch.bmm(query, keys.transpose(1, 2))  # (batch, steps, src_len)
+        return _attend(scores, mask, memory)

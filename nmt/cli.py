@@ -1,0 +1,212 @@
+"""The `nmt` command: train, translate, evaluate, serve, bench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from nmt import __version__
+from nmt.errors import NMTError
+
+SPLIT_ROLES = {"train": "train_split", "valid": "valid_split", "validation": "valid_split", "test": "test_split"}
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
+def _add_decode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="run directory of a trained model")
+    p.add_argument("--beam-size", type=_positive, help="beam size (1 = greedy; default: the config's)")
+    p.add_argument("--batch-size", type=_positive, help="sentences per batch (default: the config's)")
+    p.add_argument("--length-penalty", type=float, help="GNMT length-penalty alpha (default: the config's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the RNN and linear layers")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nmt", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"nmt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("--config", help="YAML config file (optional with --resume: the run directory's config is used)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (YAML value)")
+    p.add_argument("--output-dir", help="run directory (default: runs/<config file stem>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the run directory from its checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines on stderr")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("translate", help="translate text, one sentence per line (stdin to stdout by default)")
+    _add_decode_options(p)
+    p.add_argument("--n-best", type=_positive, default=1, help="print N hypotheses per input as 'i ||| text ||| score'")
+    p.add_argument("--max-length", type=_positive, help="most output tokens (default: from the source length)")
+    p.add_argument("--input", help="input file (default: stdin)")
+    p.add_argument("--output", help="output file (default: stdout)")
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("evaluate", help="translate a test set and score it with sacreBLEU (BLEU, chrF, TER)")
+    _add_decode_options(p)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--split", help="train, valid, test, or a split name of the data directory")
+    group.add_argument("--src", help="source file (with --ref)")
+    p.add_argument("--ref", help="reference file (with --src)")
+    p.add_argument("--lowercase", action="store_true", help="case-insensitive scores")
+    p.add_argument("--json", help="write scores, signatures, hypotheses and their scores to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+    from serve import app as serve_app
+
+    p = sub.add_parser("serve", help="serve a trained model over HTTP (LitServe)")
+    serve_app.add_arguments(p)
+    p.set_defaults(func=serve_app.run_from_args)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nmt.config import load_config
+    from nmt.training import train
+
+    if args.config is None:
+        if not (args.resume and args.output_dir):
+            raise NMTError("train needs --config (or --resume with --output-dir)")
+        args.config = str(Path(args.output_dir) / "config.yaml")
+    config = load_config(args.config, args.set)
+    run_dir = Path(args.output_dir) if args.output_dir else Path("runs") / Path(args.config).stem
+    state = train(config, run_dir, resume=args.resume, show_progress=not args.quiet)
+    print(
+        f"{state.stop_reason}; best validation BLEU {state.best_bleu:.2f} at step {state.best_step}; model in {run_dir}"
+    )
+    return 0
+
+
+def _translator(args: argparse.Namespace):
+    from nmt.prediction import Translator
+
+    translator = Translator.from_run_dir(args.model, device=args.device, quantize=args.quantize)
+    if args.length_penalty is not None:
+        translator.config.decode.length_penalty = args.length_penalty
+    return translator
+
+
+def _input_chunks(stream: IO[bytes], size: int, name: str) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for number, raw in enumerate(stream, start=1):
+        try:
+            chunk.append(raw.decode("utf-8").rstrip("\n").rstrip("\r"))
+        except UnicodeDecodeError:
+            raise NMTError(f"{name}: line {number} is not valid UTF-8") from None
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    translator = _translator(args)
+    batch = args.batch_size or translator.config.decode.batch_size
+    source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
+    try:
+        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    except OSError as e:
+        raise NMTError(f"cannot write {args.output}: {e.strerror}") from None
+    try:
+        index = 0
+        for chunk in _input_chunks(source, max(batch * 8, 256), args.input or "stdin"):
+            results = translator.translate(chunk, args.beam_size, args.n_best, args.max_length, batch)
+            for hyps in results:
+                if args.n_best == 1:
+                    out.write(hyps[0].text + "\n")
+                else:
+                    out.writelines(f"{index} ||| {h.text} ||| {h.score:.4f}\n" for h in hyps)
+                index += 1
+            out.flush()
+    finally:
+        if args.input:
+            source.close()
+        if args.output:
+            out.close()
+    return 0
+
+
+def _evaluation_data(args: argparse.Namespace, translator) -> tuple[list[str], list[str], str]:
+    from nmt.data import load_split, read_lines
+
+    if args.split:
+        data = translator.config.data
+        name = getattr(data, SPLIT_ROLES[args.split]) if args.split in SPLIT_ROLES else args.split
+        ds = load_split(data, name)
+        return list(ds["src"]), list(ds["tgt"]), name
+    if not args.ref:
+        raise NMTError("--src needs --ref")
+    src, ref = read_lines(args.src), read_lines(args.ref)
+    if len(src) != len(ref):
+        raise NMTError(f"line-count mismatch: {args.src} has {len(src)} lines, {args.ref} has {len(ref)}")
+    return src, ref, args.src
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from nmt.evaluation import corpus_scores
+
+    translator = _translator(args)
+    sources, references, name = _evaluation_data(args, translator)
+    beam = args.beam_size or translator.config.decode.beam_size
+    start = time.perf_counter()
+    with tqdm(total=len(sources), desc="translating", unit="sent", file=sys.stderr, mininterval=1.0) as bar:
+        results = translator.translate(sources, beam, batch_size=args.batch_size, progress=bar.update)
+    seconds = time.perf_counter() - start
+    hypotheses = [r[0].text for r in results]
+    scores = corpus_scores(hypotheses, references, lowercase=args.lowercase)
+    print(f"{name}: {len(sources)} sentences, beam {beam}, {seconds:.1f} s")
+    for metric in scores.values():
+        print(metric["text"])
+        print(f"  signature: {metric['signature']}")
+    if args.json:
+        from nmt.files import atomic_write_json
+
+        report = {
+            "model": str(args.model),
+            "data": name,
+            "beam_size": beam,
+            "length_penalty": translator.config.decode.length_penalty,
+            "sentences": len(sources),
+            "seconds": round(seconds, 2),
+            **{k: {"score": v["score"], "signature": v["signature"]} for k, v in scores.items()},
+            "hypotheses": hypotheses,
+            "scores": [r[0].score for r in results],
+        }
+        atomic_write_json(args.json, report)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NMTError as e:
+        print(f"nmt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nmt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""Typed configuration: YAML validated into pydantic models; unknown or mistyped keys are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nmt.errors import NMTError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    path: str | None = None  # local directory of {split}.{lang} files; NMT_DATA_DIR is used when unset
+    hub_id: str = "bentrevett/multi30k"
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    train_split: str = "train"
+    valid_split: str = "val"
+    test_split: str = "test_2016_flickr"
+    max_src_len: int = Field(100, ge=1)  # subword tokens; longer training pairs are dropped
+    max_tgt_len: int = Field(100, ge=1)
+    max_train_examples: int | None = Field(None, ge=1)
+    max_valid_examples: int | None = Field(None, ge=1)
+
+
+class TokenizerConfig(Section):
+    joint: bool = True  # one SentencePiece model for both languages
+    vocab_size: int = Field(8000, ge=16)
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    character_coverage: float = Field(1.0, gt=0.0, le=1.0)
+    sample_size: int = Field(2_000_000, ge=100)  # sentences SentencePiece trains on
+
+
+class ModelConfig(Section):
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    embedding_dim: int = Field(256, ge=1)
+    hidden_size: int = Field(512, ge=1)  # per direction in the encoder; the decoder's size
+    encoder_layers: int = Field(2, ge=1)
+    decoder_layers: int = Field(2, ge=1)
+    bidirectional: bool = True
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)  # between RNN layers and before the output layer
+    embedding_dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    attention: Literal["none", "bahdanau", "luong"] = "none"
+    luong_score: Literal["general", "dot"] = "general"
+    input_feeding: bool = True  # luong: feed the previous attentional vector into the next step
+    feed_context: bool = True  # the context vector enters every decoder step and the readout (Cho et al. 2014)
+    bridge: Literal["linear", "zero"] = "linear"
+    reverse_source: bool = False  # Sutskever et al. 2014
+    readout_dim: int | None = Field(None, ge=1)  # default: embedding_dim when tied, else hidden_size
+    tie_embeddings: bool = True  # target embedding = output projection
+    tie_src_tgt_embeddings: bool = False  # needs a joint vocabulary
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.attention == "luong" and self.luong_score == "dot":
+            enc_out = self.hidden_size * (2 if self.bidirectional else 1)
+            if enc_out != self.hidden_size:
+                raise ValueError("luong_score 'dot' needs encoder outputs of hidden_size (bidirectional: false)")
+        if self.tie_embeddings and self.readout_dim not in (None, self.embedding_dim):
+            raise ValueError("tie_embeddings needs readout_dim equal to embedding_dim")
+        return self
+
+
+class TrainConfig(Section):
+    batch_tokens: int = Field(4000, ge=1)  # target tokens per batch (padding excluded)
+    max_epochs: int = Field(30, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    max_minutes: float | None = Field(None, gt=0)  # wall-clock budget for the run
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    lr_decay_factor: float = Field(0.5, gt=0, le=1)  # on a validation BLEU plateau
+    lr_patience: int = Field(1, ge=0)
+    min_lr: float = Field(1e-5, ge=0)
+    clip_norm: float | None = Field(1.0, gt=0)  # global L2 norm
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    teacher_forcing: float = Field(1.0, ge=0, le=1)
+    normalization: Literal["sentences", "tokens", "none"] = "sentences"
+    early_stopping_patience: int | None = Field(5, ge=1)
+    valid_every_steps: int | None = Field(None, ge=1)  # default: once per epoch
+    checkpoint_every_steps: int = Field(200, ge=1)
+    valid_beam_size: int = Field(1, ge=1)
+    max_nonfinite_steps: int = Field(5, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = False  # bfloat16 autocast on GPU
+    threads: int | None = Field(None, ge=1)
+    log_every_steps: int = Field(50, ge=1)
+
+
+class DecodeConfig(Section):
+    beam_size: int = Field(5, ge=1)
+    n_best: int = Field(1, ge=1)
+    length_penalty: float = Field(0.6, ge=0)  # GNMT alpha; 0 ranks by raw log-probability
+    max_length_ratio: float = Field(2.0, gt=0)  # max output tokens = ratio * source tokens + offset
+    max_length_offset: int = Field(10, ge=0)
+    batch_size: int = Field(64, ge=1)  # sentences per batch in translate/evaluate
+    max_beam_size: int = Field(16, ge=1)  # cap for server requests
+
+
+class Config(Section):
+    name: str = "nmt"
+    seed: int = 1
+    data: DataConfig = Field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.model.tie_src_tgt_embeddings and not self.tokenizer.joint:
+            raise ValueError("model.tie_src_tgt_embeddings needs tokenizer.joint: true")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    return f"invalid value for '{key}': {first['msg']}"
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `KEY=VALUE` overrides (dotted key, YAML value) to a raw config dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise NMTError(f"--set expects KEY=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise NMTError(f"--set {key}: '{part}' is not a section")
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise NMTError(f"--set {key}: value is not valid YAML ({e.__class__.__name__})") from None
+    return raw
+
+
+def config_from_dict(raw: Any, source: str) -> Config:
+    if not isinstance(raw, dict):
+        raise NMTError(f"{source}: the config must be a YAML mapping")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise NMTError(f"{source}: {_describe(e)}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NMTError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise NMTError(f"cannot read config {path}: {e}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise NMTError(f"{path}: not valid YAML{where}") from None
+    return raw if raw is not None else {}
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply `--set` overrides, validate; errors name the key and the file."""
+    raw = apply_overrides(read_yaml(path), overrides or [])
+    return config_from_dict(raw, str(path))
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,144 @@
+"""The one-to-many decoder. `Decoder.forward` is the single decoder step used by training, search and the server.
+
+It takes T >= 1 input tokens: search calls it with T = 1; teacher-forced training calls it once with the whole
+target, which runs the fused RNN over all steps when nothing forces a per-step loop (no attention, or Luong
+attention without input feeding) and otherwise loops over the same step internally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nmt.attention import BahdanauAttention, LuongAttention
+from nmt.encoder import RNN_CELLS
+
+Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # (layers, batch, hidden), (h, c) for LSTM
+
+
+def select_hidden(hidden: Hidden, index: torch.Tensor) -> Hidden:
+    if isinstance(hidden, tuple):
+        return tuple(h.index_select(1, index) for h in hidden)
+    return hidden.index_select(1, index)
+
+
+def _select(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t.index_select(0, index)
+
+
+@dataclass
+class Memory:
+    """What the decoder reads from the encoder; fixed while decoding one sentence."""
+
+    context: torch.Tensor | None  # (batch, context) the summary vector, fed at every step when enabled
+    outputs: torch.Tensor | None  # (batch, src_len, memory) encoder states, for attention
+    keys: torch.Tensor | None  # (batch, src_len, key) attention projection of `outputs`, computed once
+    mask: torch.Tensor | None  # (batch, src_len) True on real tokens
+
+    def select(self, index: torch.Tensor) -> Memory:
+        return Memory(*(_select(t, index) for t in (self.context, self.outputs, self.keys, self.mask)))
+
+
+@dataclass
+class DecoderState:
+    hidden: Hidden
+    feed: torch.Tensor | None  # (batch, readout) previous attentional vector, for Luong input feeding
+
+    def select(self, index: torch.Tensor) -> DecoderState:
+        return DecoderState(select_hidden(self.hidden, index), _select(self.feed, index))
+
+
+def top_layer(hidden: Hidden) -> torch.Tensor:
+    h = hidden[0] if isinstance(hidden, tuple) else hidden
+    return h[-1]  # (batch, hidden)
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        cell: str,
+        hidden_size: int,
+        layers: int,
+        dropout: float,
+        embedding_dropout: float,
+        attention: str,
+        luong_score: str,
+        input_feeding: bool,
+        feed_context: bool,
+        memory_size: int,
+        readout_dim: int,
+        tie_embeddings: bool,
+    ):
+        super().__init__()
+        emb_dim = embedding.embedding_dim
+        self.embedding = embedding
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.attention_type = attention
+        self.feed_context = feed_context and attention == "none"
+        self.input_feeding = input_feeding and attention == "luong"
+        self.readout_dim = readout_dim
+        if attention == "bahdanau":
+            self.attention = BahdanauAttention(hidden_size, memory_size, hidden_size)
+        elif attention == "luong":
+            self.attention = LuongAttention(hidden_size, memory_size, luong_score)
+        else:
+            self.attention = None
+        context_in = memory_size if (attention == "bahdanau" or self.feed_context) else 0
+        feed_in = readout_dim if self.input_feeding else 0
+        self.rnn = RNN_CELLS[cell](
+            emb_dim + context_in + feed_in,
+            hidden_size,
+            num_layers=layers,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
+        readout_in = hidden_size + (memory_size if (attention != "none" or self.feed_context) else 0)
+        readout_in += emb_dim if attention != "luong" else 0
+        self.readout = nn.Linear(readout_in, readout_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(readout_dim, embedding.num_embeddings)
+        if tie_embeddings:
+            self.output.weight = embedding.weight
+        # Bahdanau reads the previous hidden state and input feeding the previous output: one step at a time.
+        self.stepwise = attention == "bahdanau" or self.input_feeding
+
+    def initial_feed(self, batch: int, like: torch.Tensor) -> torch.Tensor | None:
+        return like.new_zeros(batch, self.readout_dim) if self.input_feeding else None
+
+    def forward(self, tokens: torch.Tensor, state: DecoderState, memory: Memory) -> tuple[torch.Tensor, DecoderState]:
+        """tokens (batch, steps) -> logits (batch, steps, vocab) and the state after the last step."""
+        emb = self.embedding_dropout(self.embedding(tokens))  # (batch, steps, emb)
+        if self.stepwise and tokens.size(1) > 1:
+            outputs = []
+            for t in range(tokens.size(1)):
+                out, state = self._steps(emb[:, t : t + 1], state, memory)
+                outputs.append(out)
+            readout = torch.cat(outputs, dim=1)
+        else:
+            readout, state = self._steps(emb, state, memory)
+        return self.output(self.dropout(readout)), state  # (batch, steps, vocab)
+
+    def _steps(self, emb: torch.Tensor, state: DecoderState, memory: Memory) -> tuple[torch.Tensor, DecoderState]:
+        steps = emb.size(1)
+        inputs, context = [emb], None
+        if self.attention_type == "bahdanau":
+            query = top_layer(state.hidden).unsqueeze(1)  # (batch, 1, hidden)
+            context = self.attention(query, memory.keys, memory.outputs, memory.mask)
+            inputs.append(context)
+        elif self.feed_context:
+            context = memory.context.unsqueeze(1).expand(-1, steps, -1)  # (batch, steps, context)
+            inputs.append(context)
+        if self.input_feeding:
+            inputs.append(state.feed.unsqueeze(1))
+        rnn_out, hidden = self.rnn(torch.cat(inputs, dim=-1), state.hidden)  # (batch, steps, hidden)
+        if self.attention_type == "luong":
+            context = self.attention(rnn_out, memory.keys, memory.outputs, memory.mask)
+        parts = [rnn_out] + ([context] if context is not None else [])
+        if self.attention_type != "luong":
+            parts.append(emb)
+        readout = torch.tanh(self.readout(torch.cat(parts, dim=-1)))  # (batch, steps, readout)
+        feed = readout[:, -1] if self.input_feeding else None
+        return readout, DecoderState(hidden, feed)

@@ -1,0 +1,36 @@
+"""The training-curve plot: training and validation loss, and validation BLEU, against steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nmt.files import atomic_write_bytes
+
+
+def plot_training_curve(metrics: list[dict[str, Any]], path: Path, title: str) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [m for m in metrics if m["type"] == "train"]
+    valid = [m for m in metrics if m["type"] == "valid"]
+    fig, (ax_loss, ax_bleu) = plt.subplots(1, 2, figsize=(10, 4))
+    if train:
+        ax_loss.plot([m["step"] for m in train], [m["train_loss"] for m in train], label="train", alpha=0.7)
+    if valid:
+        ax_loss.plot([m["step"] for m in valid], [m["valid_loss"] for m in valid], "o-", label="validation")
+        ax_bleu.plot([m["step"] for m in valid], [m["valid_bleu"] for m in valid], "o-", color="tab:green")
+    ax_loss.set(xlabel="step", ylabel="loss per token (NLL)", title=f"{title}: loss")
+    ax_loss.legend()
+    ax_bleu.set(xlabel="step", ylabel="BLEU", title=f"{title}: validation BLEU")
+    for ax in (ax_loss, ax_bleu):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,100 @@
+"""Translation of raw text with a trained model: the one path used by translate, evaluate, validation and serving."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nmt.bundle import Bundle, load_bundle
+from nmt.config import Config
+from nmt.data import pad_sources
+from nmt.model import Seq2Seq
+from nmt.search import beam_search, greedy_search, max_output_lengths
+from nmt.tokenizer import Tokenizer
+
+
+@dataclass
+class Translation:
+    text: str
+    score: float  # length-normalized log-probability (see nmt.search)
+
+
+def quantize_int8(model: Seq2Seq) -> Seq2Seq:
+    """Dynamic int8 quantization of the RNN and linear layers (CPU inference)."""
+    from torch import nn
+
+    return torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Translator:
+    """Turns sentences into n-best translations in length-sorted batches, preserving input order."""
+
+    def __init__(self, model: Seq2Seq, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, config: Config):
+        self.model = model
+        self.src_tokenizer = src_tokenizer
+        self.tgt_tokenizer = tgt_tokenizer
+        self.config = config
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> Translator:
+        return cls(bundle.model, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, device: str = "cpu", quantize: str | None = None) -> Translator:
+        bundle = load_bundle(run_dir, resolve_device(device))
+        if quantize == "int8":
+            bundle.model = quantize_int8(bundle.model)
+        return cls.from_bundle(bundle)
+
+    def translate(
+        self,
+        texts: list[str],
+        beam_size: int | None = None,
+        n_best: int = 1,
+        max_length: int | None = None,
+        batch_size: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> list[list[Translation]]:
+        """n-best translations per input text, best first. Blank inputs give one empty translation."""
+        decode = self.config.decode
+        beam_size = beam_size or decode.beam_size
+        batch_size = batch_size or decode.batch_size
+        results: list[list[Translation]] = [[Translation("", 0.0)] for _ in texts]
+        todo = [i for i, t in enumerate(texts) if t.strip()]
+        if progress is not None:
+            progress(len(texts) - len(todo))
+        if not todo:
+            return results
+        ids = self.src_tokenizer.encode([texts[i] for i in todo])
+        order = sorted(range(len(todo)), key=lambda j: len(ids[j]))
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                src, lengths = pad_sources([ids[j] for j in chunk])
+                src, lengths = src.to(self.device), lengths.to(self.device)
+                limits = max_output_lengths(lengths, decode.max_length_ratio, decode.max_length_offset)
+                if max_length is not None:
+                    limits = limits.clamp(max=max_length + 1)
+                if beam_size == 1:
+                    hyps = greedy_search(self.model, src, lengths, limits, decode.length_penalty)
+                else:
+                    hyps = beam_search(self.model, src, lengths, limits, beam_size, n_best, decode.length_penalty)
+                for j, sentence_hyps in zip(chunk, hyps, strict=True):
+                    texts_out = self.tgt_tokenizer.decode([h.tokens for h in sentence_hyps])
+                    results[todo[j]] = [Translation(t, h.score) for t, h in zip(texts_out, sentence_hyps, strict=True)]
+                if progress is not None:
+                    progress(len(chunk))
+        self.model.train(was_training)
+        return results

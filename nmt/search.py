@@ -1,0 +1,165 @@
+"""Greedy and beam search, batched over sentences: all beams of all sentences advance in one tensor batch.
+
+Both call the model's single decoder step (`model.decoder`). Finished sentences are pruned from the batch.
+Scores are log-probabilities divided by the GNMT length penalty ((5 + length) / 6) ** alpha, where length counts
+the EOS token; with alpha = 0 a score is the plain log-probability of the output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from nmt.model import Seq2Seq
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # target ids, EOS excluded
+    score: float  # length-normalized log-probability
+
+
+def length_penalty(length: torch.Tensor | float, alpha: float) -> torch.Tensor | float:
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_output_lengths(src_lengths: torch.Tensor, ratio: float, offset: int) -> torch.Tensor:
+    """Most output tokens (EOS included) allowed per sentence, from the source length."""
+    return torch.ceil(src_lengths.float() * ratio).long() + offset + 1
+
+
+def _force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Leave only EOS possible (with its own log-probability) in the given rows."""
+    eos = log_probs[:, EOS_ID].clone()
+    log_probs = log_probs.masked_fill(rows.unsqueeze(1), NEG_INF)
+    log_probs[:, EOS_ID] = torch.where(rows, eos, log_probs[:, EOS_ID])
+    return log_probs
+
+
+def _step_log_probs(model: Seq2Seq, tokens: torch.Tensor, state, memory):
+    logits, state = model.decoder(tokens, state, memory)
+    return torch.log_softmax(logits[:, -1].float(), dim=-1), state  # (rows, vocab)
+
+
+def greedy_search(
+    model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_lengths: torch.Tensor, alpha: float = 0.0
+) -> list[list[Hypothesis]]:
+    n, device = src.size(0), src.device
+    memory, state = model.encode(src, src_lengths)
+    active = torch.arange(n, device=device)
+    tokens = torch.full((n, 1), BOS_ID, dtype=torch.long, device=device)
+    limit = int(max_lengths.max())
+    out = torch.full((n, limit), PAD_ID, dtype=torch.long, device=device)
+    raw = torch.zeros(n, device=device)
+    out_len = torch.zeros(n, dtype=torch.long, device=device)
+    for t in range(limit):
+        log_probs, state = _step_log_probs(model, tokens, state, memory)
+        log_probs = _force_eos(log_probs, max_lengths[active] <= t + 1)
+        best_lp, best = log_probs.max(dim=-1)  # (active,)
+        out[active, t] = best
+        raw[active] += best_lp
+        done = best == EOS_ID
+        out_len[active[done]] = t + 1
+        if done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero().squeeze(1)
+            active, best = active[keep], best[keep]
+            state, memory = state.select(keep), memory.select(keep)
+        tokens = best.unsqueeze(1)
+    scores = raw / length_penalty(out_len.float(), alpha)
+    out_cpu, len_cpu, scores_cpu = out.cpu(), out_len.cpu().tolist(), scores.cpu().tolist()
+    return [[Hypothesis(out_cpu[i, : len_cpu[i] - 1].tolist(), scores_cpu[i])] for i in range(n)]
+
+
+def beam_search(
+    model: Seq2Seq,
+    src: torch.Tensor,
+    src_lengths: torch.Tensor,
+    max_lengths: torch.Tensor,
+    beam_size: int,
+    n_best: int = 1,
+    alpha: float = 0.0,
+) -> list[list[Hypothesis]]:
+    """Beam search over a batch; returns the `n_best` best finished hypotheses per sentence, best first.
+
+    Each step keeps the best `beam_size` unfinished continuations per sentence from the top 2 * beam_size
+    candidates; candidates ending in EOS among the top `beam_size` join the sentence's finished list. A sentence
+    is done when it has `beam_size` finished hypotheses, when no unfinished one can still beat the worst of
+    them, or at its maximum length (where EOS is forced).
+    """
+    k, n, device = beam_size, src.size(0), src.device
+    n_best = min(n_best, k)
+    memory, state = model.encode(src, src_lengths)
+    rows = torch.arange(n, device=device).repeat_interleave(k)
+    memory, state = memory.select(rows), state.select(rows)
+    limit = int(max_lengths.max())
+    best_bound = length_penalty(max_lengths.float(), alpha)  # largest penalty a sentence can reach
+    active = torch.arange(n, device=device)  # original ids of sentences still searching
+    alive_scores = torch.full((n, k), NEG_INF, device=device)
+    alive_scores[:, 0] = 0.0
+    alive_seqs = torch.empty((n, k, 0), dtype=torch.long, device=device)
+    fin_scores = torch.full((n, k), NEG_INF, device=device)
+    fin_seqs = torch.full((n, k, limit), PAD_ID, dtype=torch.long, device=device)
+    fin_len = torch.zeros((n, k), dtype=torch.long, device=device)
+    tokens = torch.full((n * k, 1), BOS_ID, dtype=torch.long, device=device)
+    slot = torch.arange(2 * k, device=device)
+    for t in range(limit):
+        m = active.numel()
+        log_probs, state = _step_log_probs(model, tokens, state, memory)  # (m * k, vocab)
+        forced = (max_lengths[active] <= t + 1).repeat_interleave(k)
+        log_probs = _force_eos(log_probs, forced)
+        vocab = log_probs.size(-1)
+        candidates = (alive_scores.unsqueeze(-1) + log_probs.view(m, k, vocab)).view(m, k * vocab)
+        top_scores, top_ids = candidates.topk(2 * k, dim=-1)  # (m, 2k)
+        origin, token = top_ids // vocab, top_ids % vocab
+        history = alive_seqs.gather(1, origin.unsqueeze(-1).expand(-1, -1, t))  # (m, 2k, t)
+        is_eos = token == EOS_ID
+
+        # Finished: EOS candidates within the top k join the finished list (kept sorted, best k).
+        new_fin = is_eos & (slot < k) & (top_scores > NEG_INF)
+        normalized = top_scores / length_penalty(float(t + 1), alpha)
+        pool_scores = torch.cat([fin_scores[active], normalized.masked_fill(~new_fin, NEG_INF)], dim=1)
+        cand_seqs = torch.cat([history, token.unsqueeze(-1)], dim=-1)
+        cand_seqs = torch.nn.functional.pad(cand_seqs, (0, limit - t - 1), value=PAD_ID)
+        pool_seqs = torch.cat([fin_seqs[active], cand_seqs], dim=1)  # (m, 3k, limit)
+        pool_len = torch.cat([fin_len[active], torch.full_like(token, t + 1)], dim=1)
+        fin_top, fin_pos = pool_scores.topk(k, dim=-1)
+        fin_scores[active] = fin_top
+        fin_seqs[active] = pool_seqs.gather(1, fin_pos.unsqueeze(-1).expand(-1, -1, limit))
+        fin_len[active] = pool_len.gather(1, fin_pos)
+
+        # Alive: the best k candidates that did not end.
+        alive_scores, alive_pos = top_scores.masked_fill(is_eos, NEG_INF).topk(k, dim=-1)  # (m, k)
+        origin = origin.gather(1, alive_pos)
+        token = token.gather(1, alive_pos)
+        alive_seqs = torch.cat([history.gather(1, alive_pos.unsqueeze(-1).expand(-1, -1, t)), token.unsqueeze(-1)], 2)
+
+        n_finished = (fin_top > NEG_INF).sum(dim=-1)
+        can_improve = alive_scores[:, 0] / best_bound[active] > fin_top[:, -1]
+        done = (n_finished >= k) | ~can_improve | (max_lengths[active] <= t + 1)
+        if done.all():
+            break
+        reorder = (torch.arange(m, device=device).unsqueeze(1) * k + origin).view(-1)
+        tokens = token.view(-1, 1)
+        if done.any():
+            keep = (~done).nonzero().squeeze(1)
+            active, alive_scores, alive_seqs = active[keep], alive_scores[keep], alive_seqs[keep]
+            reorder = reorder.view(m, k)[keep].view(-1)
+            tokens = tokens.view(m, k)[keep].view(-1, 1)
+            memory = memory.select((keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1))
+        state = state.select(reorder)
+    scores, seqs, lens = fin_scores.cpu(), fin_seqs.cpu(), fin_len.cpu()
+    results = []
+    for i in range(n):
+        hyps = []
+        for j in range(n_best):
+            if math.isfinite(scores[i, j].item()):
+                hyps.append(Hypothesis(seqs[i, j, : int(lens[i, j]) - 1].tolist(), float(scores[i, j])))
+        results.append(hyps)
+    return results

@@ -1,0 +1,1 @@
+"""The LitServe translation service (`nmt serve`)."""

@@ -114,9 +114,12 @@ def _input_chunks(stream: IO[bytes], size: int, name: str) -> Iterator[list[str]
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
+    try:
+        source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
+    except OSError as e:
+        raise NMTError(f"cannot read {args.input}: {e.strerror}") from None
     translator = _translator(args)
     batch = args.batch_size or translator.config.decode.batch_size
-    source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
     try:
         out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     except OSError as e:

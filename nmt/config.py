@@ -40,7 +40,8 @@ class TokenizerConfig(Section):
 class ModelConfig(Section):
     cell: Literal["lstm", "gru", "rnn"] = "lstm"
     embedding_dim: int = Field(256, ge=1)
-    hidden_size: int = Field(512, ge=1)  # per direction in the encoder; the decoder's size
+    hidden_size: int = Field(512, ge=1)  # the decoder's size, and the encoder's per direction unless set below
+    encoder_hidden_size: int | None = Field(None, ge=1)  # per direction
     encoder_layers: int = Field(2, ge=1)
     decoder_layers: int = Field(2, ge=1)
     bidirectional: bool = True
@@ -59,7 +60,7 @@ class ModelConfig(Section):
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
         if self.attention == "luong" and self.luong_score == "dot":
-            enc_out = self.hidden_size * (2 if self.bidirectional else 1)
+            enc_out = (self.encoder_hidden_size or self.hidden_size) * (2 if self.bidirectional else 1)
             if enc_out != self.hidden_size:
                 raise ValueError("luong_score 'dot' needs encoder outputs of hidden_size (bidirectional: false)")
         if self.tie_embeddings and self.readout_dim not in (None, self.embedding_dim):

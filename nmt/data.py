@@ -52,8 +52,14 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _load_text(path: Path):
+    if path.stat().st_size == 0:
+        raise NMTError(f"no examples in {path} (empty file)")
     datasets = _quiet_datasets()
-    return datasets.load_dataset("text", data_files={"x": str(path)}, split="x")
+    try:
+        return datasets.load_dataset("text", data_files={"x": str(path)}, split="x")
+    except Exception as e:  # noqa: BLE001
+        cause = e.__cause__ or e
+        raise NMTError(f"cannot read {path}: {cause.__class__.__name__}: {str(cause)[:200]}") from None
 
 
 def _load_local(directory: Path, split: str, src: str, tgt: str):

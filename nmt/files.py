@@ -6,6 +6,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,9 @@ def safe_torch_load(path: str | Path) -> Any:
     if not path.is_file():
         raise NMTError(f"missing file: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure here means a bad file
         reason = str(e).splitlines()[0][:200] if str(e) else e.__class__.__name__
         raise NMTError(f"cannot load {path}: not a valid weights file ({reason})") from None

@@ -56,10 +56,11 @@ class Seq2Seq(nn.Module):
         readout = config.readout_dim or (config.embedding_dim if config.tie_embeddings else config.hidden_size)
         tgt_emb = _embedding(tgt_vocab, config.embedding_dim)
         src_emb = tgt_emb if config.tie_src_tgt_embeddings else _embedding(src_vocab, config.embedding_dim)
+        enc_hidden = config.encoder_hidden_size or config.hidden_size
         self.encoder = Encoder(
             src_emb,
             config.cell,
-            config.hidden_size,
+            enc_hidden,
             config.encoder_layers,
             config.bidirectional,
             config.dropout,
@@ -70,7 +71,7 @@ class Seq2Seq(nn.Module):
             config.bridge,
             config.cell,
             config.encoder_layers * directions,
-            config.hidden_size,
+            enc_hidden,
             config.decoder_layers,
             config.hidden_size,
         )

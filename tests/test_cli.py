@@ -1,0 +1,176 @@
+"""End to end: the real `nmt` command on a synthetic task and on the tiny Multi30k config."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import DATA_DIR, run_nmt
+from tests.synthetic import reversal_pairs, write_reversal_task
+
+
+@pytest.fixture(scope="module")
+def reversal_run(tmp_path_factory):
+    data = write_reversal_task(tmp_path_factory.mktemp("reversal"))
+    run_dir = data / "run"
+    run_nmt(
+        "train", "--config", data / "reversal.yaml", "--set", f"data.path={data}", "--output-dir", run_dir, "--quiet"
+    )
+    return data, run_dir
+
+
+def test_reversal_task_reaches_near_perfect_bleu(reversal_run, tmp_path):
+    data, run_dir = reversal_run
+    report = tmp_path / "scores.json"
+    proc = run_nmt(
+        "evaluate", "--model", run_dir, "--src", data / "test.src", "--ref", data / "test.tgt", "--json", report
+    )
+    assert "BLEU" in proc.stdout and "signature: nrefs:1" in proc.stdout and "chrF2" in proc.stdout
+    scores = json.loads(report.read_text())
+    assert scores["bleu"]["score"] >= 90.0, scores["bleu"]
+    assert len(scores["hypotheses"]) == 100 and len(scores["scores"]) == 100
+
+
+def test_translate_stdin_to_stdout_keeps_line_counts(reversal_run):
+    _, run_dir = reversal_run
+    src, tgt = reversal_pairs(5, seed=9)
+    lines = [src[0], "", src[1], "   ", src[2]]
+    proc = run_nmt("translate", "--model", run_dir, "--beam-size", "3", input="\n".join(lines) + "\n")
+    out = proc.stdout.split("\n")
+    assert out[-1] == "" and len(out) - 1 == len(lines)
+    assert out[1] == "" and out[3] == ""
+    correct = sum(o == t for o, t in zip([out[0], out[2], out[4]], tgt[:3], strict=True))
+    assert correct >= 2
+
+
+def test_translate_files_and_n_best(reversal_run, tmp_path):
+    _, run_dir = reversal_run
+    src, _ = reversal_pairs(7, seed=3)
+    (tmp_path / "in.txt").write_text("\n".join(src) + "\n")
+    run_nmt("translate", "--model", run_dir, "--input", tmp_path / "in.txt", "--output", tmp_path / "out.txt")
+    assert len((tmp_path / "out.txt").read_text().splitlines()) == 7
+    proc = run_nmt("translate", "--model", run_dir, "--n-best", "2", "--beam-size", "3", input=src[0] + "\n")
+    rows = [line.split(" ||| ") for line in proc.stdout.splitlines()]
+    assert len(rows) == 2 and [r[0] for r in rows] == ["0", "0"]
+    assert float(rows[0][2]) >= float(rows[1][2])
+
+
+def test_greedy_and_beam_translation_are_deterministic(reversal_run):
+    _, run_dir = reversal_run
+    src, _ = reversal_pairs(20, seed=4)
+    text = "\n".join(src) + "\n"
+    for beam in ("1", "4"):
+        first = run_nmt("translate", "--model", run_dir, "--beam-size", beam, "--batch-size", "3", input=text).stdout
+        second = run_nmt("translate", "--model", run_dir, "--beam-size", beam, "--batch-size", "16", input=text).stdout
+        assert first == second
+
+
+def test_tiny_config_trains_with_falling_loss(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {
+        "config.yaml",
+        "spm.model",
+        "model.pt",
+        "last.pt",
+        "metadata.json",
+        "metrics.jsonl",
+        "training_curve.png",
+    } <= names
+    metrics = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    valid = [m for m in metrics if m["type"] == "valid"]
+    assert len(valid) >= 2 and valid[-1]["valid_loss"] < valid[0]["valid_loss"]
+    train_losses = [m["train_loss"] for m in metrics if m["type"] == "train"]
+    assert train_losses[-1] < train_losses[0]
+
+
+def test_tiny_model_translates_and_evaluates_on_multi30k(tiny_run, tmp_path):
+    report = tmp_path / "test.json"
+    proc = run_nmt("evaluate", "--model", tiny_run, "--split", "test", "--beam-size", "2", "--json", report)
+    assert "test_2016_flickr: 1000 sentences" in proc.stdout
+    scores = json.loads(report.read_text())
+    assert set(scores) >= {"bleu", "chrf", "ter", "hypotheses", "scores"}
+    assert "tok:13a" in scores["bleu"]["signature"] and len(scores["hypotheses"]) == 1000
+    source = (DATA_DIR / "test_2016_flickr.de").read_text().splitlines()[:4]
+    out = run_nmt("translate", "--model", tiny_run, input="\n".join(source) + "\n").stdout.splitlines()
+    assert len(out) == 4 and all(line.strip() for line in out)
+
+
+def one_line_error(proc, *fragments):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_user_errors_are_one_line(tmp_path, reversal_run):
+    data, run_dir = reversal_run
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  hidden: 3\n")
+    one_line_error(run_nmt("train", "--config", bad, check=False), "unknown key 'model.hidden'", "bad.yaml")
+    one_line_error(run_nmt("train", "--config", tmp_path / "none.yaml", check=False), "config file not found")
+    one_line_error(
+        run_nmt(
+            "train",
+            "--config",
+            data / "reversal.yaml",
+            "--set",
+            f"data.path={tmp_path}",
+            "--output-dir",
+            tmp_path / "r",
+            check=False,
+        ),
+        "missing data file",
+    )
+    mismatch = tmp_path / "mm"
+    mismatch.mkdir()
+    (mismatch / "train.src").write_text("a\nb\n")
+    (mismatch / "train.tgt").write_text("a\n")
+    one_line_error(
+        run_nmt(
+            "train",
+            "--config",
+            data / "reversal.yaml",
+            "--set",
+            f"data.path={mismatch}",
+            "--output-dir",
+            tmp_path / "r2",
+            check=False,
+        ),
+        "line-count mismatch",
+    )
+    one_line_error(run_nmt("translate", "--model", tmp_path / "nowhere", input="a\n", check=False), "not found")
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "model.pt").write_bytes(b"garbage")
+    one_line_error(run_nmt("translate", "--model", broken, input="a\n", check=False), "model.pt")
+    (broken / "spm.model").unlink()
+    one_line_error(run_nmt("translate", "--model", broken, input="a\n", check=False), "spm.model")
+    one_line_error(
+        run_nmt("evaluate", "--model", run_dir, "--src", data / "test.src", "--ref", data / "train.tgt", check=False),
+        "line-count mismatch",
+    )
+    one_line_error(run_nmt("translate", "--model", run_dir, "--input", data / "nope.txt", check=False), "nope.txt")
+
+
+def test_resume_from_cli_finishes_the_run(tmp_path, reversal_run):
+    data, _ = reversal_run
+    run_dir = tmp_path / "resumable"
+    base = [
+        "train",
+        "--config",
+        data / "reversal.yaml",
+        "--set",
+        f"data.path={data}",
+        "--output-dir",
+        run_dir,
+        "--quiet",
+    ]
+    run_nmt(*base, "--set", "train.max_steps=5")
+    proc = run_nmt(*base, "--set", "train.max_steps=5", check=False)
+    one_line_error(proc, "already holds a training run")
+    proc = run_nmt(*base, "--set", "train.max_steps=9", "--resume")
+    assert "max_steps=9" in proc.stdout
+    state = json.loads((run_dir / "metadata.json").read_text())
+    assert state["steps"] == 9

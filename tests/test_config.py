@@ -1,0 +1,75 @@
+import pytest
+
+from nmt.config import Config, apply_overrides, config_from_dict, dump_config, load_config
+from nmt.errors import NMTError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_configs_validate():
+    for name in ("tiny", "multi30k_de_en", "multi30k_de_en_attention"):
+        config = load_config(f"configs/{name}.yaml")
+        assert isinstance(config, Config)
+
+
+def test_default_config_is_the_context_vector_lstm():
+    config = load_config("configs/multi30k_de_en.yaml")
+    assert config.model.attention == "none" and config.model.cell == "lstm"
+    assert load_config("configs/multi30k_de_en_attention.yaml").model.attention != "none"
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "model:\n  hiden_size: 10\n")
+    with pytest.raises(NMTError, match=r"c\.yaml: unknown key 'model\.hiden_size'"):
+        load_config(path)
+
+
+def test_mistyped_value_names_key(tmp_path):
+    path = write(tmp_path, "train:\n  lr: fast\n")
+    with pytest.raises(NMTError, match=r"invalid value for 'train\.lr'"):
+        load_config(path)
+
+
+def test_invalid_choice(tmp_path):
+    with pytest.raises(NMTError, match="model.cell"):
+        load_config(write(tmp_path, "model:\n  cell: transformer\n"))
+
+
+def test_overrides_are_parsed_as_yaml(tmp_path):
+    path = write(tmp_path, "train:\n  max_epochs: 3\n")
+    config = load_config(path, ["train.max_epochs=7", "model.bidirectional=false", "data.path=/x"])
+    assert config.train.max_epochs == 7 and config.model.bidirectional is False and config.data.path == "/x"
+
+
+def test_override_of_unknown_key_is_an_error(tmp_path):
+    with pytest.raises(NMTError, match="unknown key 'train.max_epoch'"):
+        load_config(write(tmp_path, "{}"), ["train.max_epoch=2"])
+    with pytest.raises(NMTError, match="KEY=VALUE"):
+        apply_overrides({}, ["train.max_epochs"])
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(NMTError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(NMTError, match="not valid YAML"):
+        load_config(write(tmp_path, "model: [unclosed\n"))
+    with pytest.raises(NMTError, match="mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_cross_field_checks():
+    with pytest.raises(NMTError, match="joint"):
+        config_from_dict({"tokenizer": {"joint": False}, "model": {"tie_src_tgt_embeddings": True}}, "x")
+    with pytest.raises(NMTError, match="dot"):
+        config_from_dict({"model": {"attention": "luong", "luong_score": "dot", "bidirectional": True}}, "x")
+
+
+def test_dump_roundtrip():
+    config = load_config("configs/tiny.yaml")
+    import yaml
+
+    assert config_from_dict(yaml.safe_load(dump_config(config)), "x") == config

@@ -1,0 +1,107 @@
+import itertools
+
+import pytest
+import torch
+
+from nmt.config import ModelConfig
+from nmt.encoder import reverse_padded
+from nmt.model import Seq2Seq, count_parameters
+from nmt.tokenizer import PAD_ID
+
+SRC_V, TGT_V = 40, 50
+
+
+def small(**kw) -> ModelConfig:
+    base = dict(
+        embedding_dim=12, hidden_size=16, encoder_layers=2, decoder_layers=1, dropout=0.0, embedding_dropout=0.0
+    )
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def batch():
+    torch.manual_seed(0)
+    src = torch.randint(4, SRC_V, (3, 7))
+    lengths = torch.tensor([7, 4, 2])
+    src[1, 4:] = PAD_ID
+    src[2, 2:] = PAD_ID
+    tgt = torch.randint(4, TGT_V, (3, 5))
+    return src, lengths, tgt
+
+
+COMBOS = list(itertools.product(["lstm", "gru", "rnn"], [True, False], ["none", "bahdanau", "luong"]))
+
+
+@pytest.mark.parametrize("cell,bidirectional,attention", COMBOS)
+def test_shapes_and_step_equals_sequence(cell, bidirectional, attention):
+    model = Seq2Seq(small(cell=cell, bidirectional=bidirectional, attention=attention), SRC_V, TGT_V).eval()
+    src, lengths, tgt = batch()
+    logits = model(src, lengths, tgt)
+    assert logits.shape == (3, 5, TGT_V)
+    memory, state = model.encode(src, lengths)
+    steps = []
+    for t in range(tgt.size(1)):  # the decoder step used by search, one token at a time
+        out, state = model.decoder(tgt[:, t : t + 1], state, memory)
+        steps.append(out)
+    assert torch.allclose(torch.cat(steps, dim=1), logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "luong"])
+def test_padding_in_the_batch_does_not_change_a_sentence(attention):
+    model = Seq2Seq(small(attention=attention), SRC_V, TGT_V).eval()
+    src, lengths, tgt = batch()
+    together = model(src, lengths, tgt)
+    alone = model(src[2:, :2], lengths[2:], tgt[2:])
+    assert torch.allclose(together[2:], alone, atol=1e-5)
+
+
+def test_bridge_handles_layer_and_size_mismatch():
+    config = small(encoder_layers=3, decoder_layers=2, hidden_size=20, encoder_hidden_size=8, bidirectional=True)
+    model = Seq2Seq(config, SRC_V, TGT_V).eval()
+    src, lengths, tgt = batch()
+    memory, state = model.encode(src, lengths)
+    h, c = state.hidden
+    assert h.shape == (2, 3, 20) and c.shape == (2, 3, 20)
+    assert memory.context.shape == (3, 16)  # top layer, both directions
+    assert model(src, lengths, tgt).shape == (3, 5, TGT_V)
+
+
+def test_zero_bridge_starts_from_zeros():
+    model = Seq2Seq(small(cell="gru", bridge="zero"), SRC_V, TGT_V)
+    src, lengths, _ = batch()
+    _, state = model.encode(src, lengths)
+    assert torch.count_nonzero(state.hidden) == 0
+
+
+def test_context_vector_reaches_every_step():
+    """With feed_context the decoder output at a late step depends on the source even with a zero bridge."""
+    model = Seq2Seq(small(bridge="zero", feed_context=True), SRC_V, TGT_V).eval()
+    src, lengths, tgt = batch()
+    other = src.clone()
+    other[0, 0] = (other[0, 0] + 1) % SRC_V + 4
+    assert not torch.allclose(model(src, lengths, tgt)[0, -1], model(other, lengths, tgt)[0, -1])
+    blind = Seq2Seq(small(bridge="zero", feed_context=False), SRC_V, TGT_V).eval()
+    assert torch.allclose(blind(src, lengths, tgt)[0, -1], blind(other, lengths, tgt)[0, -1])
+
+
+def test_tied_embeddings_share_weights():
+    model = Seq2Seq(small(tie_embeddings=True, tie_src_tgt_embeddings=True), TGT_V, TGT_V)
+    assert model.decoder.output.weight is model.decoder.embedding.weight
+    assert model.encoder.embedding is model.decoder.embedding
+    untied = Seq2Seq(small(tie_embeddings=False), TGT_V, TGT_V)
+    assert count_parameters(untied) > count_parameters(model)
+
+
+def test_reverse_padded_keeps_padding():
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 0, 0]])
+    assert reverse_padded(ids, torch.tensor([4, 2])).tolist() == [[4, 3, 2, 1], [6, 5, 0, 0]]
+
+
+def test_teacher_forcing_below_one_runs_stepwise():
+    torch.manual_seed(0)
+    model = Seq2Seq(small(), SRC_V, TGT_V).eval()
+    src, lengths, tgt = batch()
+    full = model(src, lengths, tgt, teacher_forcing=1.0)
+    free = model(src, lengths, tgt, teacher_forcing=0.0)
+    assert free.shape == full.shape
+    assert not torch.allclose(free[:, 1:], full[:, 1:])

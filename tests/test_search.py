@@ -1,0 +1,154 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nmt.config import ModelConfig
+from nmt.decoder import DecoderState, Memory
+from nmt.model import Seq2Seq
+from nmt.search import beam_search, greedy_search, length_penalty, max_output_lengths
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+A, B = 4, 5
+
+
+class BigramDecoder(nn.Module):
+    """Next-token log-probabilities depend only on the previous token (a fixed table)."""
+
+    def __init__(self, table: dict[int, dict[int, float]], vocab: int):
+        super().__init__()
+        logp = torch.full((vocab, vocab), -1e9)
+        for prev, nexts in table.items():
+            for tok, p in nexts.items():
+                logp[prev, tok] = math.log(p)
+        self.logp = logp
+
+    def forward(self, tokens, state, memory):
+        return self.logp[tokens[:, -1]].unsqueeze(1), state
+
+
+class BigramModel(nn.Module):
+    def __init__(self, table, vocab=6):
+        super().__init__()
+        self.decoder = BigramDecoder(table, vocab)
+
+    def encode(self, src, lengths):
+        n = src.size(0)
+        return Memory(None, None, None, None), DecoderState(torch.zeros(1, n, 1), None)
+
+
+# Greedy takes A (0.6) then EOS (0.4): 0.24. Beam search finds B (0.4) then EOS (0.9): 0.36.
+TRAP = {BOS_ID: {A: 0.6, B: 0.4}, A: {EOS_ID: 0.4, A: 0.3, B: 0.3}, B: {EOS_ID: 0.9, A: 0.1}}
+
+
+def one_sentence():
+    return torch.tensor([[A, EOS_ID]]), torch.tensor([2]), torch.tensor([10])
+
+
+def test_beam_search_beats_greedy_where_greedy_is_wrong():
+    model = BigramModel(TRAP)
+    src, lengths, limit = one_sentence()
+    greedy = greedy_search(model, src, lengths, limit)[0][0]
+    beam = beam_search(model, src, lengths, limit, beam_size=2)[0][0]
+    assert greedy.tokens == [A] and greedy.score == pytest.approx(math.log(0.24), abs=1e-5)
+    assert beam.tokens == [B] and beam.score == pytest.approx(math.log(0.36), abs=1e-5)
+
+
+def test_n_best_is_sorted_and_distinct():
+    model = BigramModel(TRAP)
+    src, lengths, limit = one_sentence()
+    hyps = beam_search(model, src, lengths, limit, beam_size=3, n_best=3)[0]
+    assert len(hyps) == 3
+    assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    assert len({tuple(h.tokens) for h in hyps}) == 3
+    assert hyps[0].tokens == [B] and hyps[1].tokens == [A]
+
+
+def test_max_length_forces_eos():
+    model = BigramModel({BOS_ID: {A: 1.0}, A: {A: 0.99, EOS_ID: 0.01}})
+    src, lengths, _ = one_sentence()
+    assert greedy_search(model, src, lengths, torch.tensor([4]))[0][0].tokens == [A, A, A]  # + forced EOS = 4
+    assert beam_search(model, src, lengths, torch.tensor([4]), beam_size=1)[0][0].tokens == [A, A, A]
+    beam = beam_search(model, src, lengths, torch.tensor([4]), beam_size=3, n_best=3)[0]
+    assert all(len(h.tokens) <= 3 for h in beam) and beam[0].tokens == [A]
+
+
+def test_length_penalty_changes_the_ranking():
+    # short: A EOS = 0.5 ; long: B A A EOS = 0.45 * 0.9 * 0.9 * 0.95 ~ 0.346
+    table = {BOS_ID: {A: 0.5, B: 0.5}, A: {EOS_ID: 1.0}, B: {A: 0.9, EOS_ID: 0.1}}
+    model = BigramModel(table)
+    src, lengths, limit = one_sentence()
+    raw = beam_search(model, src, lengths, limit, beam_size=3, alpha=0.0)[0][0]
+    assert raw.tokens == [A]
+    assert length_penalty(2.0, 1.0) == pytest.approx(7 / 6)
+
+
+def tiny_model(attention: str) -> Seq2Seq:
+    torch.manual_seed(3)
+    config = ModelConfig(embedding_dim=16, hidden_size=24, encoder_layers=1, decoder_layers=2, attention=attention)
+    return Seq2Seq(config, 30, 30).eval()
+
+
+def sources():
+    torch.manual_seed(4)
+    src = torch.randint(4, 30, (5, 9))
+    lengths = torch.tensor([9, 3, 6, 1, 7])
+    for i, n in enumerate(lengths.tolist()):
+        src[i, n:] = PAD_ID
+    return src, lengths
+
+
+@pytest.mark.parametrize("attention", ["none", "luong", "bahdanau"])
+def test_beam_size_one_equals_greedy(attention):
+    model = tiny_model(attention)
+    src, lengths = sources()
+    limits = max_output_lengths(lengths, 2.0, 5)
+    with torch.inference_mode():
+        greedy = greedy_search(model, src, lengths, limits, alpha=0.6)
+        beam = beam_search(model, src, lengths, limits, beam_size=1, alpha=0.6)
+    for g, b in zip(greedy, beam, strict=True):
+        assert g[0].tokens == b[0].tokens
+        assert g[0].score == pytest.approx(b[0].score, abs=1e-4)
+
+
+@pytest.mark.parametrize("attention", ["none", "luong", "bahdanau"])
+@pytest.mark.parametrize("beam_size", [2, 5])
+def test_batched_beam_search_equals_one_sentence_at_a_time(attention, beam_size):
+    model = tiny_model(attention)
+    src, lengths = sources()
+    limits = max_output_lengths(lengths, 2.0, 5)
+    with torch.inference_mode():
+        batched = beam_search(model, src, lengths, limits, beam_size, n_best=beam_size, alpha=0.6)
+        for i in range(src.size(0)):
+            n = int(lengths[i])
+            single = beam_search(
+                model, src[i : i + 1, :n], lengths[i : i + 1], limits[i : i + 1], beam_size, beam_size, 0.6
+            )
+            assert [h.tokens for h in single[0]] == [h.tokens for h in batched[i]]
+            assert [h.score for h in single[0]] == pytest.approx([h.score for h in batched[i]], abs=1e-4)
+
+
+def test_beam_scores_are_the_model_log_probabilities():
+    """With alpha = 0 a hypothesis's score is the sum of the step log-probabilities of its tokens (EOS included)."""
+    model = tiny_model("luong")
+    src, lengths = sources()
+    limits = max_output_lengths(lengths, 2.0, 5)
+    with torch.inference_mode():
+        hyp = beam_search(model, src[:1], lengths[:1], limits[:1], beam_size=4, alpha=0.0)[0][0]
+        tgt_in = torch.tensor([[BOS_ID] + hyp.tokens])
+        tgt_out = torch.tensor([hyp.tokens + [EOS_ID]])
+        logp = torch.log_softmax(model(src[:1], lengths[:1], tgt_in), dim=-1)
+        total = logp.gather(-1, tgt_out.unsqueeze(-1)).sum().item()
+    assert hyp.score == pytest.approx(total, abs=1e-3)
+
+
+def test_outputs_respect_per_sentence_max_length():
+    model = tiny_model("none")
+    src, lengths = sources()
+    limits = torch.tensor([3, 5, 2, 4, 6])
+    with torch.inference_mode():
+        for hyps in (greedy_search(model, src, lengths, limits), beam_search(model, src, lengths, limits, 3, 3)):
+            for h, limit in zip(hyps, limits.tolist(), strict=True):
+                assert all(len(x.tokens) + 1 <= limit for x in h)
+                assert all(EOS_ID not in x.tokens and PAD_ID not in x.tokens for x in h)

@@ -1,0 +1,107 @@
+import json
+
+import pytest
+import torch
+
+from nmt.bundle import CHECKPOINT_FILE, WEIGHTS_FILE
+from nmt.config import config_from_dict
+from nmt.errors import NMTError
+from nmt.files import safe_torch_load
+from nmt.training import TrainState, clip_gradients, learning_rate, train
+from tests.synthetic import write_reversal_task
+
+
+def small_config(data_dir, **train_overrides):
+    train_cfg = {"batch_tokens": 300, "max_epochs": 2, "checkpoint_every_steps": 5, "log_every_steps": 5}
+    train_cfg.update(train_overrides)
+    return config_from_dict(
+        {
+            "data": {"path": str(data_dir), "src_lang": "src", "tgt_lang": "tgt", "max_valid_examples": 30},
+            "tokenizer": {"vocab_size": 20, "model_type": "bpe"},
+            "model": {"embedding_dim": 16, "hidden_size": 24, "encoder_layers": 1, "decoder_layers": 1},
+            "train": train_cfg,
+            "decode": {"beam_size": 2},
+        },
+        "test",
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_reversal_task(tmp_path_factory.mktemp("rev"), train=400)
+
+
+def test_clipping_bounds_the_global_norm():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(10)), torch.nn.Parameter(torch.randn(3, 3))]
+    for p in params:
+        p.grad = torch.randn_like(p) * 100
+    before = clip_gradients(params, 1.0)
+    after = torch.sqrt(sum((p.grad**2).sum() for p in params))
+    assert before > 1.0 and after == pytest.approx(1.0, rel=1e-4)
+    for p in params:
+        p.grad = torch.full_like(p, 0.01)
+    small = clip_gradients(params, 1.0)
+    assert torch.sqrt(sum((p.grad**2).sum() for p in params)) == pytest.approx(float(small))
+
+
+def test_learning_rate_warmup_and_decay(data):
+    config = small_config(data, warmup_steps=10, lr=0.01, min_lr=0.001)
+    assert learning_rate(config, TrainState(step=0)) == pytest.approx(0.001)
+    assert learning_rate(config, TrainState(step=50)) == pytest.approx(0.01)
+    assert learning_rate(config, TrainState(step=50, lr_scale=0.5)) == pytest.approx(0.005)
+    assert learning_rate(config, TrainState(step=50, lr_scale=0.01)) == pytest.approx(0.001)  # floor
+
+
+def test_run_directory_is_a_complete_bundle(data, tmp_path):
+    state = train(small_config(data), tmp_path / "run", show_progress=False)
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.yaml", "spm.model", WEIGHTS_FILE, CHECKPOINT_FILE, "metadata.json", "metrics.jsonl"} <= names
+    assert "training_curve.png" in names
+    meta = json.loads((tmp_path / "run" / "metadata.json").read_text())
+    assert meta["src_lang"] == "src" and meta["parameters"] > 0 and meta["best_valid_bleu"] == state.best_bleu
+    assert "torch" in meta["versions"]
+    valid = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in valid if m["type"] == "valid"] == [1, 2]
+
+
+def test_resume_continues_exactly(data, tmp_path):
+    straight = train(small_config(data, max_steps=17), tmp_path / "a", show_progress=False)
+    train(small_config(data, max_steps=8), tmp_path / "b", show_progress=False)
+    resumed = train(small_config(data, max_steps=17), tmp_path / "b", resume=True, show_progress=False)
+    assert resumed.step == straight.step == 17
+    a = safe_torch_load(tmp_path / "a" / CHECKPOINT_FILE)["model"]
+    b = safe_torch_load(tmp_path / "b" / CHECKPOINT_FILE)["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_existing_run_needs_resume_and_the_same_config(data, tmp_path):
+    train(small_config(data, max_steps=3), tmp_path / "r", show_progress=False)
+    with pytest.raises(NMTError, match="already holds a training run"):
+        train(small_config(data, max_steps=3), tmp_path / "r", show_progress=False)
+    changed = small_config(data, max_steps=6, lr=0.5)
+    with pytest.raises(NMTError, match=r"different config \(train\.lr\)"):
+        train(changed, tmp_path / "r", resume=True, show_progress=False)
+    with pytest.raises(NMTError, match="nothing to resume"):
+        train(small_config(data), tmp_path / "fresh", resume=True, show_progress=False)
+
+
+def test_non_finite_loss_is_skipped_then_stops(data, tmp_path, monkeypatch):
+    import nmt.training
+
+    real = nmt.training.sequence_loss
+    calls = {"n": 0}
+
+    def poisoned(logits, targets, label_smoothing=0.0):
+        loss, nll = real(logits, targets, label_smoothing)
+        calls["n"] += 1
+        return (loss * float("nan"), nll) if calls["n"] > 4 else (loss, nll)
+
+    monkeypatch.setattr(nmt.training, "sequence_loss", poisoned)
+    with pytest.raises(NMTError, match="non-finite steps in a row"):
+        train(small_config(data, max_nonfinite_steps=3, checkpoint_every_steps=2), tmp_path / "n", show_progress=False)
+    log = (tmp_path / "n" / "train.log").read_text()
+    assert "step skipped" in log
+    checkpoint = safe_torch_load(tmp_path / "n" / CHECKPOINT_FILE)
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values())

@@ -96,7 +96,6 @@ class TrainConfig(Section):
 
 class DecodeConfig(Section):
     beam_size: int = Field(5, ge=1)
-    n_best: int = Field(1, ge=1)
     length_penalty: float = Field(0.6, ge=0)  # GNMT alpha; 0 ranks by raw log-probability
     max_length_ratio: float = Field(2.0, gt=0)  # max output tokens = ratio * source tokens + offset
     max_length_offset: int = Field(10, ge=0)

@@ -67,6 +67,8 @@ class TrainState:
     best_bleu: float = -1.0
     best_step: int = 0
     nonfinite_in_row: int = 0
+    window_tokens: int = 0  # target tokens and summed NLL since the last train log line
+    window_nll: float = 0.0
     elapsed: float = 0.0
     finished: bool = False
     stop_reason: str = ""
@@ -384,7 +386,7 @@ class Run:
             dynamic_ncols=True,
             mininterval=1.0,
         )
-        window_tokens, window_nll, window_start = 0, 0.0, time.perf_counter()
+        window_start, window_tokens_before = time.perf_counter(), st.window_tokens
         try:
             while st.batch_in_epoch < len(batches):
                 batch = collate(data.train, batches[st.batch_in_epoch]).to(self.device)
@@ -403,26 +405,28 @@ class Run:
                         )
                 else:
                     st.nonfinite_in_row = 0
-                    window_tokens += batch.n_tokens
-                    window_nll += result[1]
+                    st.window_tokens += batch.n_tokens
+                    st.window_nll += result[1]
                 st.elapsed = self._elapsed()
                 bar.update(1)
-                if st.step % cfg.log_every_steps == 0 and window_tokens:
-                    speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+                if st.step % cfg.log_every_steps == 0 and st.window_tokens:
+                    speed = (st.window_tokens - window_tokens_before) / max(time.perf_counter() - window_start, 1e-9)
                     lr = learning_rate(self.config, st)
-                    bar.set_postfix(loss=f"{window_nll / window_tokens:.3f}", tok_s=f"{speed:,.0f}", lr=f"{lr:.2e}")
+                    loss = st.window_nll / st.window_tokens
+                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", lr=f"{lr:.2e}")
                     st.metrics.append(
                         {
                             "type": "train",
                             "step": st.step,
                             "epoch": st.epoch,
-                            "train_loss": round(window_nll / window_tokens, 4),
+                            "train_loss": round(loss, 4),
                             "tokens_per_s": round(speed),
                             "lr": lr,
                             "elapsed": round(st.elapsed, 1),
                         }
                     )
-                    window_tokens, window_nll, window_start = 0, 0.0, time.perf_counter()
+                    st.window_tokens, st.window_nll = 0, 0.0
+                    window_start, window_tokens_before = time.perf_counter(), 0
                 if cfg.valid_every_steps and st.step % cfg.valid_every_steps == 0:
                     if self._validate():
                         return f"early stopping: no BLEU gain in {cfg.early_stopping_patience} validations"

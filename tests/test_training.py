@@ -75,6 +75,17 @@ def test_resume_continues_exactly(data, tmp_path):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
+    def metrics(run, skip_step=None):
+        rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        timing = ("tokens_per_s", "elapsed")
+        return [
+            {k: v for k, v in m.items() if k not in timing}
+            for m in rows
+            if not (m["type"] == "valid" and m["step"] == skip_step)  # the stop at step 8 validated once more
+        ]
+
+    assert metrics("a") == metrics("b", skip_step=8)
+
 
 def test_existing_run_needs_resume_and_the_same_config(data, tmp_path):
     train(small_config(data, max_steps=3), tmp_path / "r", show_progress=False)

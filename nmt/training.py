@@ -120,6 +120,8 @@ def prepare_run_dir(run_dir: Path, config: Config, resume: bool) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise NMTError(f"cannot create run directory {run_dir}: {e.strerror}") from None
+    for stale in run_dir.glob(".*.tmp"):  # left by a crash in the middle of an atomic write
+        stale.unlink(missing_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, dump_config(config))
 
 

@@ -30,6 +30,7 @@ from nmt.bundle import (
 )
 from nmt.config import Config, dump_config
 from nmt.data import TokenizedCorpus, collate, load_split, make_batches, tokenize
+from nmt.distributed import Distributed
 from nmt.errors import NMTError
 from nmt.evaluation import bleu
 from nmt.files import atomic_torch_save, atomic_write_text, safe_torch_load
@@ -176,10 +177,6 @@ def learning_rate(config: Config, state: TrainState) -> float:
     return max(config.train.lr * state.lr_scale, config.train.min_lr) * factor
 
 
-def _normalizer(config: Config, batch) -> float:
-    return {"sentences": batch.src.size(0), "tokens": batch.n_tokens, "none": 1}[config.train.normalization]
-
-
 def validation_loss(model: Seq2Seq, corpus: TokenizedCorpus, batch_tokens: int, device: torch.device) -> float:
     """Mean per-token NLL (no label smoothing) over a corpus."""
     model.eval()
@@ -198,18 +195,29 @@ class Run:
     """One training run in one run directory (fresh or resumed)."""
 
     def __init__(self, config: Config, run_dir: Path, resume: bool = False, show_progress: bool = True):
-        self.config, self.run_dir, self.show_progress = config, run_dir, show_progress
-        prepare_run_dir(run_dir, config, resume)
+        self.config, self.run_dir = config, run_dir
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
-        self.device = resolve_device(config.train.device)
+        device = resolve_device(config.train.device)
+        self.dist = Distributed.from_env(device)
+        self.device = self.dist.device(device)
+        self.show_progress = show_progress and self.dist.is_main
+        if self.dist.is_main:  # the main process writes the run directory and trains SentencePiece first
+            prepare_run_dir(run_dir, config, resume)
+            self.data = load_run_data(run_dir, config)
+        self.dist.barrier()
+        if not self.dist.is_main:
+            self.data = load_run_data(run_dir, config)
         random.seed(config.seed)
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
-        self.data = load_run_data(run_dir, config)
         vocab = (self.data.src_tokenizer.vocab_size, self.data.tgt_tokenizer.vocab_size)
         self.vocab = vocab
         self.model = Seq2Seq(config.model, *vocab).to(self.device)
+        self.train_model: torch.nn.Module = self.model
+        if self.dist.world > 1:
+            torch.manual_seed(config.seed + self.dist.rank)  # same initial weights, different dropout
+            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model)
         self.params = list(self.model.parameters())
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr, weight_decay=config.train.weight_decay)
         self.translator = Translator(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, config)
@@ -223,18 +231,23 @@ class Run:
 
     # ----- bookkeeping -------------------------------------------------------------------------------------------
     def log(self, message: str) -> None:
+        if not self.dist.is_main:
+            return
         if self.show_progress:
             tqdm.write(message, file=sys.stderr)
         with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def _save_checkpoint(self) -> None:
+        rng = self.dist.gather(torch.get_rng_state())  # every process's dropout state, for an exact resume
+        if not self.dist.is_main:
+            return
         payload = {
             "format_version": FORMAT_VERSION,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "state": json.dumps(asdict(self.state)),
-            "rng_torch": torch.get_rng_state(),
+            "rng_torch": rng,
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         atomic_torch_save(self.run_dir / CHECKPOINT_FILE, payload)
@@ -248,13 +261,17 @@ class Run:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             self.state = TrainState(**json.loads(payload["state"]))
-            torch.set_rng_state(payload["rng_torch"])
+            rng = payload["rng_torch"]
+            if len(rng) == self.dist.world:  # else the process count changed: keep the fresh per-rank seeds
+                torch.set_rng_state(rng[self.dist.rank])
             if payload["rng_cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(payload["rng_cuda"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
             raise NMTError(f"cannot resume from {path}: {e.__class__.__name__}: {str(e)[:200]}") from None
 
     def _write_reports(self) -> None:
+        if not self.dist.is_main:
+            return
         lines = "".join(json.dumps(m) + "\n" for m in self.state.metrics)
         atomic_write_text(self.run_dir / METRICS_FILE, lines)
         plot_training_curve(self.state.metrics, self.run_dir / CURVE_FILE, self.config.name)
@@ -271,27 +288,38 @@ class Run:
         )
 
     # ----- training ----------------------------------------------------------------------------------------------
-    def _train_step(self, batch) -> tuple[float, float] | None:
-        """One optimizer step; returns (loss, nll sum) or None when the loss or gradient was not finite."""
+    def _train_step(self, batch, normalizer: float) -> float | None:
+        """One optimizer step on this process's share of a global batch; returns the global NLL sum, or None
+        when the loss or gradient was not finite (then no update is made, on any process)."""
         cfg = self.config.train
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.state)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda")
         with autocast:
-            logits = self.model(batch.src, batch.src_lengths, batch.tgt_in, cfg.teacher_forcing)
+            logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in, cfg.teacher_forcing)
         loss_sum, nll_sum = sequence_loss(logits, batch.tgt_out, cfg.label_smoothing)
-        loss = loss_sum / _normalizer(self.config, batch)
+        # Gradients are averaged over processes, so each divides by its share of the global normalizer.
+        loss = loss_sum / (normalizer / self.dist.world)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = clip_gradients(self.params, cfg.clip_norm)
-        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+        total_loss, total_nll = self.dist.sum([loss.item(), nll_sum.item()])
+        if not (math.isfinite(total_loss) and torch.isfinite(norm)):
             self.optimizer.zero_grad(set_to_none=True)
             return None
         self.optimizer.step()
-        return loss.item(), nll_sum.item()
+        return total_nll
 
     def _validate(self) -> bool:
-        """Validate, record metrics, save best weights, adjust the LR; returns True when training should stop."""
+        """Validate (on the main process), record metrics, save best weights, adjust the LR; returns True when
+        training should stop. Every process ends with the main process's state."""
+        if self.dist.is_main:
+            self._validate_main()
+        self.state = self.dist.broadcast(self.state)
+        cfg = self.config.train
+        return bool(cfg.early_stopping_patience and self.state.stale >= cfg.early_stopping_patience)
+
+    def _validate_main(self) -> None:
         cfg, st = self.config.train, self.state
         loss = validation_loss(self.model, self.data.valid, cfg.batch_tokens, self.device)
         hyps = self.translator.translate(self.data.valid_src, beam_size=cfg.valid_beam_size)
@@ -323,7 +351,6 @@ class Run:
             f"validation at step {st.step} (epoch {st.epoch}): loss {loss:.3f} ppl {math.exp(min(loss, 50)):.2f} "
             f"BLEU {score:.2f}{' (best)' if improved else ''}, {st.elapsed / 60:.1f} min"
         )
-        return bool(cfg.early_stopping_patience and st.stale >= cfg.early_stopping_patience)
 
     def _elapsed(self) -> float:
         return self._elapsed_base + time.perf_counter() - self._clock_start
@@ -332,7 +359,7 @@ class Run:
         cfg, st = self.config.train, self.state
         if cfg.max_steps and st.step >= cfg.max_steps:
             return f"reached train.max_steps={cfg.max_steps}"
-        if cfg.max_minutes and self._elapsed() >= cfg.max_minutes * 60:
+        if cfg.max_minutes and self.dist.broadcast(self._elapsed() >= cfg.max_minutes * 60):
             return f"reached train.max_minutes={cfg.max_minutes}"
         return ""
 
@@ -391,9 +418,14 @@ class Run:
         window_start, window_tokens_before = time.perf_counter(), st.window_tokens
         try:
             while st.batch_in_epoch < len(batches):
-                batch = collate(data.train, batches[st.batch_in_epoch]).to(self.device)
-                result = self._train_step(batch)
+                indices = batches[st.batch_in_epoch]
                 st.batch_in_epoch += 1
+                if len(indices) < self.dist.world:  # too small to give every process a sentence
+                    continue
+                batch = collate(data.train, self.dist.shard(indices)).to(self.device)
+                global_tokens = int(data.train.tgt_lengths[indices].sum()) + len(indices)
+                normalizer = {"sentences": len(indices), "tokens": global_tokens, "none": 1.0}[cfg.normalization]
+                result = self._train_step(batch, normalizer)
                 st.step += 1
                 if result is None:
                     st.nonfinite_in_row += 1
@@ -407,8 +439,8 @@ class Run:
                         )
                 else:
                     st.nonfinite_in_row = 0
-                    st.window_tokens += batch.n_tokens
-                    st.window_nll += result[1]
+                    st.window_tokens += global_tokens
+                    st.window_nll += result
                 st.elapsed = self._elapsed()
                 bar.update(1)
                 if st.step % cfg.log_every_steps == 0 and st.window_tokens:
@@ -445,5 +477,12 @@ class Run:
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False, show_progress: bool = True) -> TrainState:
-    """Train a model from `config` into `run_dir` (continuing its last checkpoint with `resume`)."""
-    return Run(config, Path(run_dir), resume, show_progress).train()
+    """Train a model from `config` into `run_dir` (continuing its last checkpoint with `resume`).
+
+    Under torchrun every process calls this; they train one model data-parallel and the main one writes files.
+    """
+    run = Run(config, Path(run_dir), resume, show_progress)
+    try:
+        return run.train()
+    finally:
+        run.dist.close()

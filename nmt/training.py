@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -166,6 +167,18 @@ def load_run_data(run_dir: Path, config: Config) -> RunData:
     return RunData(src_tok, tgt_tok, train, indices, valid, list(valid_ds["src"]), list(valid_ds["tgt"]))
 
 
+def check_disk_space(run_dir: Path, parameters: int) -> None:
+    """Fail before training when the disk cannot hold the checkpoints (weights, and weights plus Adam moments,
+    each written beside its predecessor during an atomic replace)."""
+    needed = parameters * 4 * (1 + 3) * 2
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise NMTError(
+            f"not enough free disk space in {run_dir}: {free / 2**20:.0f} MiB free, "
+            f"checkpoints need about {needed / 2**20:.0f} MiB"
+        )
+
+
 def clip_gradients(parameters: list[torch.nn.Parameter], max_norm: float | None) -> torch.Tensor:
     """Scale gradients so their global L2 norm is at most `max_norm`; returns the norm before clipping."""
     return torch.nn.utils.clip_grad_norm_(parameters, max_norm if max_norm else float("inf"))
@@ -219,6 +232,8 @@ class Run:
             torch.manual_seed(config.seed + self.dist.rank)  # same initial weights, different dropout
             self.train_model = torch.nn.parallel.DistributedDataParallel(self.model)
         self.params = list(self.model.parameters())
+        if self.dist.is_main:
+            check_disk_space(run_dir, count_parameters(self.model))
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr, weight_decay=config.train.weight_decay)
         self.translator = Translator(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, config)
         self.state = TrainState()

@@ -116,3 +116,51 @@ def test_non_finite_loss_is_skipped_then_stops(data, tmp_path, monkeypatch):
     assert "step skipped" in log
     checkpoint = safe_torch_load(tmp_path / "n" / CHECKPOINT_FILE)
     assert all(torch.isfinite(t).all() for t in checkpoint["model"].values())
+
+
+def test_full_disk_is_refused_before_training(data, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(NMTError, match="not enough free disk space"):
+        train(small_config(data), tmp_path / "full", show_progress=False)
+
+
+def test_failed_checkpoint_write_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch):
+    import errno
+
+    import nmt.files
+
+    run_dir = tmp_path / "enospc"
+    train(small_config(data, max_steps=4), run_dir, show_progress=False)
+    before = (run_dir / CHECKPOINT_FILE).read_bytes()
+    real_fdopen = nmt.files.os.fdopen
+
+    class FullDisk:
+        def __init__(self, fd, mode):
+            self.f = real_fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nmt.files.os, "fdopen", FullDisk)
+    with pytest.raises(NMTError, match=r"cannot write .*: No space left on device"):
+        train(small_config(data, max_steps=8), run_dir, resume=True, show_progress=False)
+    monkeypatch.undo()
+    assert (run_dir / CHECKPOINT_FILE).read_bytes() == before
+    assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_run_directory_that_cannot_be_created(data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(NMTError, match="cannot create run directory"):
+        train(small_config(data), blocker / "run", show_progress=False)

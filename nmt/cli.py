@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a trained model over HTTP (LitServe)")
     serve_app.add_arguments(p)
     p.set_defaults(func=serve_app.run_from_args)
+
+    from nmt import bench
+
+    p = sub.add_parser("bench", help="benchmarks (serve: load-test a running server)")
+    bench.add_arguments(p)
     return parser
 
 

@@ -1,11 +1,119 @@
-"""Placeholder replaced by the serving work (issue 3)."""
+"""`nmt serve`: command-line options and entry point. Cheap to import (no torch, no litserve): the `nmt` parser
+imports it; the server itself lives in serve.server and serve.api and is imported only when it runs."""
 
 import argparse
+import os
+
+from nmt.errors import NMTError
+
+API_KEY_ENV = "NMT_API_KEY"
+PORT_ENV = "NMT_PORT"  # also read by the Docker HEALTHCHECK
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
+def _positive_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{value}'") from None
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return x
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True)
+    """Options of `nmt serve`."""
+    parser.add_argument("--model", required=True, help="run directory of a trained model")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        choices=["127.0.0.1", "0.0.0.0", "::"],
+        help="interface to listen on (default: 127.0.0.1; 0.0.0.0 in Docker)",
+    )
+    parser.add_argument("--port", type=int, help=f"TCP port, 1024-65535 (default: ${PORT_ENV} or 8000)")
+    parser.add_argument("--workers", type=_positive_int, default=1, help="inference processes (default: 1)")
+    parser.add_argument(
+        "--threads", type=_positive_int, help="torch threads per worker (default: CPU cores / workers, at least 1)"
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="default: cpu")
+    parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+    group = parser.add_argument_group("batching")
+    group.add_argument(
+        "--max-batch-size", type=_positive_int, default=16, help="requests gathered into one search (default: 16)"
+    )
+    group.add_argument(
+        "--batch-timeout",
+        type=_positive_float,
+        default=0.01,
+        help="seconds to wait for a batch to fill (default: 0.01; a lone request waits this long)",
+    )
+    group = parser.add_argument_group("limits")
+    group.add_argument("--max-chars", type=_positive_int, default=1000, help="characters per text (default: 1000)")
+    group.add_argument("--max-texts", type=_positive_int, default=64, help="texts per request (default: 64)")
+    group.add_argument(
+        "--max-beam-size", type=_positive_int, help="largest beam a request may ask for (default: the config's)"
+    )
+    group.add_argument(
+        "--max-body-bytes", type=_positive_int, default=1 << 20, help="request body size (default: 1 MiB)"
+    )
+    group.add_argument(
+        "--timeout", type=_positive_float, default=30.0, help="seconds a request may wait in the queue (default: 30)"
+    )
+    group.add_argument(
+        "--max-concurrency",
+        type=_positive_int,
+        default=256,
+        help="open connections and requests per HTTP process before 503 (default: 256)",
+    )
+    group = parser.add_argument_group("security and logging")
+    group.add_argument(
+        "--api-key", help=f"require this key in the X-API-Key header (default: ${API_KEY_ENV}; prefer the variable)"
+    )
+    group.add_argument("--log-text", action="store_true", help="also log request and response bodies (the texts)")
+    group.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill in defaults that depend on the environment and check option combinations (NMTError)."""
+    from serve.auth import check_key
+
+    if args.port is None:
+        try:
+            args.port = int(os.environ.get(PORT_ENV, "8000"))
+        except ValueError:
+            raise NMTError(f"${PORT_ENV} must be a port number, got '{os.environ[PORT_ENV]}'") from None
+    if not 1024 <= args.port <= 65535:
+        raise NMTError(f"--port must be from 1024 to 65535, got {args.port}")
+    if args.batch_timeout >= args.timeout:
+        raise NMTError("--batch-timeout must be smaller than --timeout")
+    if args.threads is None:
+        args.threads = max(1, _cpu_count() // args.workers)
+    key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    try:
+        args.api_key = None if key is None else check_key(key)
+    except ValueError as e:
+        raise NMTError(str(e)) from None
+    return args
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    raise SystemExit("nmt serve: not built yet")
+    """Entry point of `nmt serve`."""
+    from serve.server import serve
+
+    return serve(resolve_options(args))

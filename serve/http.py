@@ -1,0 +1,182 @@
+"""HTTP-side pieces of the service: ASGI middlewares (API key, body size, access log) and validation errors.
+
+They run in the uvicorn processes, before a request is queued for an inference worker.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve.auth import key_matches
+from serve.logs import LOGGER
+
+logger = logging.getLogger(LOGGER)
+
+SENTENCE_COUNT_HEADER = "X-Sentence-Count"  # set by the LitAPI on each answer, read by the access log
+OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})  # the schema needs no key
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ApiKeyMiddleware:
+    """401 unless the X-API-Key header matches (constant time), checked before the body is even read."""
+
+    def __init__(self, app: ASGIApp, api_key: str, open_paths: Iterable[str] = OPEN_PATHS):
+        self.app = app
+        self.api_key = api_key
+        self.open_paths = frozenset(open_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            return await self.app(scope, receive, send)
+        if not key_matches(_header(scope, b"x-api-key"), self.api_key):
+            return await _send_json(send, 401, "missing or invalid API key (send it in the X-API-Key header)")
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over `max_bytes`: from Content-Length up front, else while it streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        detail = f"request body over the limit of {self.max_bytes} bytes"
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await _send_json(send, 413, detail)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, detail)  # FastAPI re-raises it from its body reader; answered as JSON
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class AccessLogMiddleware:
+    """One log line per request: method, path, status, sentence count, latency; bodies only with `log_text`."""
+
+    def __init__(self, app: ASGIApp, log_text: bool = False):
+        self.app = app
+        self.log_text = log_text
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status, sentences = 500, "-"
+        request_body, response_body = bytearray(), bytearray()
+
+        async def logged_receive() -> Message:
+            message = await receive()
+            if self.log_text:
+                request_body.extend(message.get("body", b""))
+            return message
+
+        async def logged_send(message: Message) -> None:
+            nonlocal status, sentences
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for key, value in message.get("headers", []):
+                    if key.lower() == SENTENCE_COUNT_HEADER.lower().encode():
+                        sentences = value.decode("latin-1")
+            elif self.log_text and message["type"] == "http.response.body":
+                response_body.extend(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, logged_receive, logged_send)
+        finally:
+            line = "%s %s %d sentences=%s %.1f ms"
+            args = [scope["method"], scope["path"], status, sentences, (time.perf_counter() - start) * 1000]
+            if self.log_text:
+                line += " request=%s response=%s"
+                args += [request_body.decode("utf-8", "replace"), response_body.decode("utf-8", "replace")]
+            logger.info(line, *args)
+
+
+def _describe(error: dict) -> str:
+    field = ".".join(str(part) for part in error.get("loc", ())[1:])
+    message = error.get("msg", "invalid value").removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        return f"unknown field '{field}'"
+    if not field:  # the body as a whole
+        if error.get("type") in ("missing", "model_attributes_type", "dict_type", "model_type"):
+            return "the request body must be a JSON object (Content-Type: application/json)"
+        return message
+    return f"{field}: {message}"
+
+
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """400 for malformed JSON, else 422; one readable message, no echo of the input."""
+    errors = exc.errors()
+    if errors and errors[0].get("type") == "json_invalid":
+        ctx = errors[0].get("ctx") or {}
+        position = errors[0].get("loc", ("body", "?"))[-1]
+        detail = f"malformed JSON: {ctx.get('error', 'cannot parse')} at position {position}"
+        return JSONResponse({"detail": detail}, status_code=400)
+    messages = list(dict.fromkeys(_describe(e) for e in errors))
+    return JSONResponse({"detail": "; ".join(messages)}, status_code=422)
+
+
+ERROR_RESPONSES = {
+    "400": "malformed JSON",
+    "401": "missing or invalid X-API-Key (when the server has a key)",
+    "413": "request body over the size limit",
+    "422": "invalid request: wrong types, missing or both of text/texts, empty or too long text, too many texts, "
+    "beam_size or n_best out of range",
+    "503": "too many concurrent requests",
+    "504": "waited too long in the queue",
+}
+
+
+def document_api(app: FastAPI, version: str) -> None:
+    """Title, version and the real error responses ({"detail": "..."}) in /openapi.json."""
+    app.title, app.version = "nmt translation service", version
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()  # caches it in app.openapi_schema, which is patched in place
+            schema["components"]["schemas"]["Error"] = {
+                "type": "object",
+                "properties": {"detail": {"type": "string", "description": "what is wrong"}},
+                "required": ["detail"],
+            }
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema["components"]["schemas"].pop(name, None)
+            error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            predict = schema["paths"]["/predict"]["post"]
+            predict["summary"] = "Translate one sentence (text) or several (texts)"
+            for code, description in ERROR_RESPONSES.items():
+                predict["responses"][code] = {"description": description, "content": error}
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -1,0 +1,181 @@
+"""LitServer set-up and lifecycle of `nmt serve` (imported only when the server runs: litserve, torch)."""
+
+import argparse
+import logging
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import litserve as ls
+from fastapi.exceptions import RequestValidationError
+
+from nmt import __version__
+from nmt.bench import machine_info
+from nmt.bundle import WEIGHTS_FILE, read_metadata, read_run_config
+from nmt.config import Config
+from nmt.errors import NMTError
+from serve.api import TranslationAPI
+from serve.http import (
+    AccessLogMiddleware,
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    document_api,
+    validation_error_handler,
+)
+from serve.logs import LOGGER, configure_logging
+from serve.schema import Limits, set_limits
+
+logger = logging.getLogger(LOGGER)
+
+METADATA_KEYS = (
+    "name",
+    "src_lang",
+    "tgt_lang",
+    "architecture",
+    "src_vocab_size",
+    "tgt_vocab_size",
+    "parameters",
+    "best_valid_bleu",
+    "best_step",
+    "nmt_version",
+    "format_version",
+)
+
+
+class TranslationServer(ls.LitServer):
+    """LitServer that does not restart inference workers once shutdown has begun."""
+
+    stopping = False
+
+    def launch_single_inference_worker(self, lit_api: ls.LitAPI, worker_id: int):
+        if self.stopping:  # LitServe's monitor thread would otherwise respawn the workers it is stopping
+            return self.inference_workers[worker_id]
+        return super().launch_single_inference_worker(lit_api, worker_id)
+
+
+def model_info(model_dir: Path, config: Config, args: argparse.Namespace, limits: Limits) -> dict[str, Any]:
+    """What GET /info reports under "model": metadata.json (whitelisted), limits, decoding and runtime."""
+    meta = read_metadata(model_dir)
+    info = {key: meta.get(key) for key in METADATA_KEYS}
+    info["decode"] = {"beam_size": config.decode.beam_size, "length_penalty": config.decode.length_penalty}
+    info["limits"] = {**limits.to_dict(), "max_body_bytes": args.max_body_bytes}
+    info["runtime"] = {
+        **machine_info(threads=args.threads),
+        "device": args.device,
+        "workers": args.workers,
+        "threads_per_worker": args.threads,
+        "max_batch_size": args.max_batch_size,
+        "batch_timeout": args.batch_timeout,
+        "quantize": args.quantize,
+    }
+    return info
+
+
+def request_limits(config: Config, args: argparse.Namespace) -> Limits:
+    decode = config.decode
+    max_beam = args.max_beam_size or decode.max_beam_size
+    if decode.beam_size > max_beam:
+        raise NMTError(f"--max-beam-size {max_beam} is below the model's default beam size {decode.beam_size}")
+    return Limits(args.max_chars, args.max_texts, max_beam, decode.beam_size)
+
+
+def build_server(args: argparse.Namespace) -> TranslationServer:
+    """The LitServer for `args` (see serve.app); reads the model's config and metadata, loads no weights."""
+    model_dir = Path(args.model)
+    if not model_dir.is_dir():
+        raise NMTError(f"model directory not found: {model_dir}")
+    config = read_run_config(model_dir)
+    if not (model_dir / WEIGHTS_FILE).is_file():
+        raise NMTError(f"no trained weights in {model_dir} (missing {WEIGHTS_FILE})")
+    limits = request_limits(config, args)
+    set_limits(limits)  # before run(): the HTTP processes are forked from this one
+    api = TranslationAPI(
+        str(model_dir.resolve()),
+        threads=args.threads,
+        quantize=args.quantize,
+        api_key=args.api_key,
+        log_level=args.log_level,
+        max_batch_size=args.max_batch_size,
+        batch_timeout=args.batch_timeout,
+    )
+    # the last middleware is the outermost: log everything, then check the key, then the body size
+    middlewares: list = [(BodyLimitMiddleware, {"max_bytes": args.max_body_bytes})]
+    if args.api_key is not None:
+        middlewares.append((ApiKeyMiddleware, {"api_key": args.api_key}))
+    middlewares.append((AccessLogMiddleware, {"log_text": args.log_text}))
+    server = TranslationServer(
+        api,
+        accelerator=args.device,
+        workers_per_device=args.workers,
+        timeout=args.timeout,
+        model_metadata=model_info(model_dir, config, args, limits),
+        middlewares=middlewares,
+        restart_workers=True,
+    )
+    server.app.add_exception_handler(RequestValidationError, validation_error_handler)
+    document_api(server.app, __version__)
+    return server
+
+
+def _install_signal_handlers(server: TranslationServer) -> None:
+    """SIGTERM and SIGINT both stop the server the way LitServe handles Ctrl+C (KeyboardInterrupt)."""
+    main_pid = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() != main_pid:  # a forked HTTP process re-raising the signal after uvicorn's shutdown
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        server.stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def _stop_children(timeout: float = 3.0) -> None:
+    """Terminate (then kill) any process this server started that is still alive, e.g. after a second Ctrl+C."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join(1)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server until SIGINT or SIGTERM; 0 after a clean shutdown."""
+    configure_logging(args.log_level)
+    server = build_server(args)
+    _install_signal_handlers(server)
+    logger.info(
+        "serving %s on http://%s:%d: %d worker(s) x %d thread(s), max batch %d, batch timeout %g s, API key %s",
+        args.model,
+        args.host,
+        args.port,
+        args.workers,
+        args.threads,
+        args.max_batch_size,
+        args.batch_timeout,
+        "required" if args.api_key else "not required",
+    )
+    try:
+        server.run(
+            host=args.host,
+            port=args.port,
+            # LitServe's debug lines print request bodies: texts are logged only with --log-text
+            log_level="info" if args.log_level == "debug" else args.log_level,
+            generate_client_file=False,
+            access_log=False,  # serve.http.AccessLogMiddleware logs each request
+            limit_concurrency=args.max_concurrency,
+        )
+    except RuntimeError as e:  # LitServe: "One or more workers failed to start"
+        raise NMTError(f"the server did not start: {e} (see the worker's error above)") from None
+    finally:
+        server.stopping = True
+        _stop_children()
+    return 0

@@ -1,0 +1,91 @@
+"""`nmt serve` as a user runs it, in a subprocess on a free localhost port (shared by test_serve and test_bench)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from conftest import REPO, nmt_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ServerProcess:
+    """A running `python -m nmt serve`: its own session (process group), stderr and stdout in `log_path`."""
+
+    def __init__(self, model: Path, log_path: Path, *options: str, api_key: str | None = None, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.headers = {"X-API-Key": api_key} if api_key else {}
+        if api_key:
+            env["NMT_API_KEY"] = api_key
+        command = [sys.executable, "-m", "nmt", "serve", "--model", str(model), "--port", str(self.port), *options]
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=nmt_env(**env), cwd=REPO, start_new_session=True
+            )
+        self.pgid = self.proc.pid  # start_new_session: the server leads its own process group
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Poll /health until 200; fail with the server's log when it exits or takes too long."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"nmt serve exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                if requests.get(f"{self.url}/health", headers=self.headers, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"nmt serve not ready after {timeout} s:\n{self.log()[-3000:]}")
+
+    def post(self, body: dict, **kwargs) -> requests.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return requests.post(f"{self.url}/predict", json=body, headers=headers, timeout=60, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return requests.get(f"{self.url}{path}", headers=headers, timeout=10, **kwargs)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> int | None:
+        """Signal the main process and wait; then kill whatever is left of its process group. Its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """Fallback: SIGKILL the whole process group (no server outlives a test)."""
+        if group_alive(self.pgid):
+            os.killpg(self.pgid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.wait(10)

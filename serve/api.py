@@ -14,6 +14,7 @@ from fastapi import Depends, HTTPException
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
+from nmt.errors import NMTError
 from serve.auth import key_matches
 from serve.http import SENTENCE_COUNT_HEADER
 from serve.logs import LOGGER, configure_logging
@@ -77,8 +78,13 @@ class TranslationAPI(ls.LitAPI):
         configure_logging(self.log_level)  # a spawned process: nothing is configured yet
         torch.set_num_threads(self.threads)
         start = time.perf_counter()
-        self.translator = Translator.from_run_dir(self.model_dir, device=device, quantize=self.quantize)
-        self.translator.translate(["warm-up"], beam_size=2)  # warm-up; an exception here fails the worker
+        try:
+            self.translator = Translator.from_run_dir(self.model_dir, device=device, quantize=self.quantize)
+        except NMTError as e:  # a user error: one line, no traceback (LitServe would log one as it stops the worker)
+            logger.error("cannot load the model: %s", e)
+            logging.getLogger("litserve.loops.loops").disabled = True
+            raise
+        self.translator.translate(["warm-up"], beam_size=2)  # an exception here fails the worker: /health stays 503
         logger.info(
             "worker ready: model %s on %s, %d torch thread(s), loaded in %.1f s",
             self.model_dir,

@@ -30,13 +30,6 @@ def _positive_float(value: str) -> float:
     return x
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `nmt serve`."""
     parser.add_argument("--model", required=True, help="run directory of a trained model")
@@ -49,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help=f"TCP port, 1024-65535 (default: ${PORT_ENV} or 8000)")
     parser.add_argument("--workers", type=_positive_int, default=1, help="inference processes (default: 1)")
     parser.add_argument(
-        "--threads", type=_positive_int, help="torch threads per worker (default: CPU cores / workers, at least 1)"
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch threads per worker (default: 1; scale with --workers, see SERVING.md)",
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="default: cpu")
     parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
@@ -102,8 +98,6 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
         raise NMTError(f"--port must be from 1024 to 65535, got {args.port}")
     if args.batch_timeout >= args.timeout:
         raise NMTError("--batch-timeout must be smaller than --timeout")
-    if args.threads is None:
-        args.threads = max(1, _cpu_count() // args.workers)
     key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     try:
         args.api_key = None if key is None else check_key(key)

@@ -80,6 +80,16 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+def _readable(body: bytes) -> str:
+    """A body for the log: JSON re-encoded without \\u escapes, anything else as (lossy) UTF-8 text."""
+    try:
+        text = json.dumps(json.loads(body), ensure_ascii=False)
+        text.encode("utf-8")  # a lone surrogate cannot be logged as is
+        return text
+    except ValueError:  # not JSON, or not encodable (UnicodeError is a ValueError)
+        return body.decode("utf-8", "replace")
+
+
 class AccessLogMiddleware:
     """One log line per request: method, path, status, sentence count, latency; bodies only with `log_text`."""
 
@@ -118,7 +128,7 @@ class AccessLogMiddleware:
             args = [scope["method"], scope["path"], status, sentences, (time.perf_counter() - start) * 1000]
             if self.log_text:
                 line += " request=%s response=%s"
-                args += [request_body.decode("utf-8", "replace"), response_body.decode("utf-8", "replace")]
+                args += [_readable(request_body), _readable(response_body)]
             logger.info(line, *args)
 
 

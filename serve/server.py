@@ -150,6 +150,14 @@ def _stop_children(timeout: float = 3.0) -> None:
 def serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT or SIGTERM; 0 after a clean shutdown."""
     configure_logging(args.log_level)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if args.workers * args.threads > cores:
+        logger.warning(
+            "%d worker(s) x %d thread(s) on %d cores: oversubscribed, expect much slower searches",
+            args.workers,
+            args.threads,
+            cores,
+        )
     server = build_server(args)
     _install_signal_handlers(server)
     logger.info(
@@ -174,7 +182,7 @@ def serve(args: argparse.Namespace) -> int:
             limit_concurrency=args.max_concurrency,
         )
     except RuntimeError as e:  # LitServe: "One or more workers failed to start"
-        raise NMTError(f"the server did not start: {e} (see the worker's error above)") from None
+        raise NMTError(f"the server did not start: {e} (see the worker's message above)") from None
     finally:
         server.stopping = True
         _stop_children()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import REPO, run_nmt
-from server_process import ServerProcess, group_alive
+from server_process import ServerProcess, free_port, group_alive
 
 N_SENTENCES = 12
 MAX_CHARS, MAX_TEXTS, MAX_BEAM, MAX_BODY = 300, 16, 5, 20_000
@@ -77,7 +78,8 @@ def server(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def keyed_server(tiny_run, tmp_path_factory):
-    proc = _start(tiny_run, tmp_path_factory.mktemp("serve-key") / "server.log", *SERVER_OPTIONS, api_key="k3y-Test")
+    log = tmp_path_factory.mktemp("serve-key") / "server.log"
+    proc = _start(tiny_run, log, *SERVER_OPTIONS, "--log-text", api_key="k3y-Test")
     try:
         yield proc
     finally:
@@ -357,6 +359,12 @@ def test_request_without_key_never_reaches_the_model(keyed_server, sentences):
     assert len(_batches(keyed_server)) - before == 1
 
 
+def test_log_text_logs_the_texts(keyed_server, sentences):
+    assert keyed_server.post({"text": sentences[2]}).status_code == 200
+    line = next(x for x in keyed_server.log().splitlines() if "POST /predict 200" in x and sentences[2] in x)
+    assert "request=" in line and "response=" in line and '"translation"' in line
+
+
 def test_docker_healthcheck_sends_the_key(keyed_server, server):
     """The Dockerfile's HEALTHCHECK command, run here against both servers."""
     line = next(x for x in (REPO / "Dockerfile").read_text().splitlines() if x.startswith("HEALTHCHECK"))
@@ -413,9 +421,15 @@ def test_worker_restart_then_sigterm_leaves_nothing_behind(tiny_run, tmp_path, s
         proc.kill()
 
 
-def test_bad_model_directory_is_a_clean_error(tmp_path):
+def test_bad_model_directory_is_a_clean_error(tmp_path, tiny_run):
     result = run_nmt("serve", "--model", tmp_path / "missing", check=False)
     assert result.returncode == 2
     assert "model directory not found" in result.stderr and "Traceback" not in result.stderr
     result = run_nmt("serve", "--model", tmp_path, "--batch-timeout", "0", check=False)
     assert result.returncode == 2 and "--batch-timeout" in result.stderr
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_run, broken)
+    (broken / "model.pt").write_bytes(b"not a weights file")
+    result = run_nmt("serve", "--model", broken, "--port", str(free_port()), check=False, timeout=120)
+    assert result.returncode == 2
+    assert "cannot load the model" in result.stderr and "Traceback" not in result.stderr

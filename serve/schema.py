@@ -58,9 +58,10 @@ def _document_limits(schema: dict[str, Any]) -> None:
     props["texts"]["description"] = (
         f"1 to {_limits.max_texts} sentences, each at most {_limits.max_chars} characters; answered in order"
     )
+    beam = min(5, _limits.max_beam_size)
     schema["examples"] = [
         {"text": "Ein Mann fährt Fahrrad."},
-        {"texts": ["Zwei Hunde spielen im Schnee.", "Ein Kind lacht."], "beam_size": 5, "n_best": 2},
+        {"texts": ["Zwei Hunde spielen im Schnee.", "Ein Kind lacht."], "beam_size": beam, "n_best": min(2, beam)},
     ]
     props["beam_size"]["description"] = (
         f"1 (greedy) to {_limits.max_beam_size}; default {_limits.default_beam_size} (the model's config)"

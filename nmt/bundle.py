@@ -6,17 +6,20 @@ import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 
 from nmt import __version__
 from nmt.config import Config, config_from_dict
 from nmt.errors import NMTError
 from nmt.files import atomic_write_json, safe_torch_load
-from nmt.model import Seq2Seq, count_parameters
 from nmt.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # torch loads lazily: reading a config or metadata must stay cheap (the server's HTTP process)
+    import torch
+
+    from nmt.model import Seq2Seq
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
@@ -65,6 +68,9 @@ def load_weights(model: Seq2Seq, path: Path) -> None:
 def write_metadata(run_dir: Path, config: Config, model: Seq2Seq, vocab: tuple[int, int], **extra: Any) -> None:
     import sacrebleu
     import sentencepiece
+    import torch
+
+    from nmt.model import count_parameters
 
     meta = {
         "format_version": FORMAT_VERSION,
@@ -116,6 +122,8 @@ class Bundle:
 
 def load_bundle(run_dir: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Load everything needed to translate from a run directory, in eval mode on `device`."""
+    from nmt.model import Seq2Seq
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise NMTError(f"model directory not found: {run_dir}")

@@ -32,6 +32,7 @@ def _add_decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-penalty", type=float, help="GNMT length-penalty alpha (default: the config's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the RNN and linear layers")
+    p.add_argument("--threads", type=_positive, help="torch threads (default: one per core)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,8 +97,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _translator(args: argparse.Namespace):
+    import torch
+
     from nmt.prediction import Translator
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     translator = Translator.from_run_dir(args.model, device=args.device, quantize=args.quantize)
     if args.length_penalty is not None:
         translator.config.decode.length_penalty = args.length_penalty

@@ -10,8 +10,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from nmt.errors import NMTError
 
 
@@ -57,6 +55,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    import torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -64,6 +64,8 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
 
 def safe_torch_load(path: str | Path) -> Any:
     """Load a torch file without unpickling arbitrary objects (`weights_only=True`); errors name the file."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise NMTError(f"missing file: {path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,9 @@ def quantize_int8(model: Seq2Seq) -> Seq2Seq:
     """Dynamic int8 quantization of the RNN and linear layers (CPU inference)."""
     from torch import nn
 
-    return torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates the quantized tensor constructors it uses here
+        return torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -70,12 +73,15 @@ class Translator:
         beam_size = beam_size or decode.beam_size
         batch_size = batch_size or decode.batch_size
         results: list[list[Translation]] = [[Translation("", 0.0)] for _ in texts]
-        todo = [i for i, t in enumerate(texts) if t.strip()]
+        candidates = [i for i, t in enumerate(texts) if t.strip()]
+        encoded = self.src_tokenizer.encode([texts[i] for i in candidates])
+        # Text that encodes to no tokens (zero-width characters only, say) is blank too.
+        todo = [i for i, ids in zip(candidates, encoded, strict=True) if ids]
+        ids = [x for x in encoded if x]
         if progress is not None:
             progress(len(texts) - len(todo))
         if not todo:
             return results
-        ids = self.src_tokenizer.encode([texts[i] for i in todo])
         order = sorted(range(len(todo)), key=lambda j: len(ids[j]))
         was_training = self.model.training
         self.model.eval()

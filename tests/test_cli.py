@@ -174,3 +174,10 @@ def test_resume_from_cli_finishes_the_run(tmp_path, reversal_run):
     assert "max_steps=9" in proc.stdout
     state = json.loads((run_dir / "metadata.json").read_text())
     assert state["steps"] == 9
+
+
+def test_input_without_any_token_translates_to_an_empty_line(reversal_run):
+    _, run_dir = reversal_run
+    proc = run_nmt("translate", "--model", run_dir, "--threads", "1", input="a b\n\u200b\u200b\nc\n")
+    assert proc.stdout.split("\n")[1] == ""
+    assert len(proc.stdout.split("\n")) == 4

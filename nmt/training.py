@@ -303,10 +303,16 @@ class Run:
         )
 
     # ----- training ----------------------------------------------------------------------------------------------
-    def _train_step(self, batch, normalizer: float) -> float | None:
-        """One optimizer step on this process's share of a global batch; returns the global NLL sum, or None
-        when the loss or gradient was not finite (then no update is made, on any process)."""
+    def target_tokens(self, indices: np.ndarray) -> int:
+        """Target tokens (EOS included) of training examples `indices`."""
+        return int(self.data.train.tgt_lengths[indices].sum()) + len(indices)
+
+    def train_step(self, indices: np.ndarray) -> float | None:
+        """One optimizer step on the global batch `indices` (this process takes its share); returns the global
+        NLL sum, or None when the loss or gradient was not finite (then no process updates)."""
         cfg = self.config.train
+        batch = collate(self.data.train, self.dist.shard(indices)).to(self.device)
+        normalizer = {"sentences": len(indices), "tokens": self.target_tokens(indices), "none": 1}[cfg.normalization]
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.config, self.state)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda")
@@ -419,7 +425,7 @@ class Run:
 
     def _epoch(self, batches: list[np.ndarray]) -> str:
         """Train through the rest of one epoch's batches; returns a stop reason, or '' at the epoch's end."""
-        cfg, st, data = self.config.train, self.state, self.data
+        cfg, st = self.config.train, self.state
         bar = tqdm(
             total=len(batches),
             initial=st.batch_in_epoch,
@@ -437,10 +443,7 @@ class Run:
                 st.batch_in_epoch += 1
                 if len(indices) < self.dist.world:  # too small to give every process a sentence
                     continue
-                batch = collate(data.train, self.dist.shard(indices)).to(self.device)
-                global_tokens = int(data.train.tgt_lengths[indices].sum()) + len(indices)
-                normalizer = {"sentences": len(indices), "tokens": global_tokens, "none": 1.0}[cfg.normalization]
-                result = self._train_step(batch, normalizer)
+                result = self.train_step(indices)
                 st.step += 1
                 if result is None:
                     st.nonfinite_in_row += 1
@@ -454,7 +457,7 @@ class Run:
                         )
                 else:
                     st.nonfinite_in_row = 0
-                    st.window_tokens += global_tokens
+                    st.window_tokens += self.target_tokens(indices)
                     st.window_nll += result
                 st.elapsed = self._elapsed()
                 bar.update(1)

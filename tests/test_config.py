@@ -11,7 +11,7 @@ def write(tmp_path, text):
 
 
 def test_shipped_configs_validate():
-    for name in ("tiny", "multi30k_de_en", "multi30k_de_en_attention"):
+    for name in ("tiny", "multi30k_de_en", "multi30k_de_en_attention", "peer_shape"):
         config = load_config(f"configs/{name}.yaml")
         assert isinstance(config, Config)
 

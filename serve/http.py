@@ -15,11 +15,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.auth import key_matches
+from serve.jsonbody import shown
 from serve.logs import LOGGER
 
 logger = logging.getLogger(LOGGER)
 
 SENTENCE_COUNT_HEADER = "X-Sentence-Count"  # set by the LitAPI on each answer, read by the access log
+MAX_MESSAGES = 5  # validation messages in one 422 detail (a list of 10,000 numbers has 10,000 errors)
 OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})  # the schema needs no key
 
 
@@ -86,7 +88,7 @@ def _readable(body: bytes) -> str:
         text = json.dumps(json.loads(body), ensure_ascii=False)
         text.encode("utf-8")  # a lone surrogate cannot be logged as is
         return text
-    except ValueError:  # not JSON, or not encodable (UnicodeError is a ValueError)
+    except (ValueError, RecursionError):  # not JSON, not encodable (a UnicodeError), or nested too deeply
         return body.decode("utf-8", "replace")
 
 
@@ -133,7 +135,7 @@ class AccessLogMiddleware:
 
 
 def _describe(error: dict) -> str:
-    field = ".".join(str(part) for part in error.get("loc", ())[1:])
+    field = shown(".".join(str(part) for part in error.get("loc", ())[1:]))
     message = error.get("msg", "invalid value").removeprefix("Value error, ")
     if error.get("type") == "extra_forbidden":
         return f"unknown field '{field}'"
@@ -147,13 +149,20 @@ def _describe(error: dict) -> str:
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
     """400 for malformed JSON, else 422; one readable message, no echo of the input."""
     errors = exc.errors()
-    if errors and errors[0].get("type") == "json_invalid":
+    if errors and errors[0].get("type") == "json_invalid":  # FastAPI's parser (serve.jsonbody answers its own 400)
         ctx = errors[0].get("ctx") or {}
         position = errors[0].get("loc", ("body", "?"))[-1]
         detail = f"malformed JSON: {ctx.get('error', 'cannot parse')} at position {position}"
         return JSONResponse({"detail": detail}, status_code=400)
     messages = list(dict.fromkeys(_describe(e) for e in errors))
-    return JSONResponse({"detail": "; ".join(messages)}, status_code=422)
+    more = f"; and {len(messages) - MAX_MESSAGES} more" if len(messages) > MAX_MESSAGES else ""
+    return JSONResponse({"detail": "; ".join(messages[:MAX_MESSAGES]) + more}, status_code=422)
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Any exception that escapes a route: a JSON 500 without details (the traceback goes to the server log)."""
+    logger.error("%s %s: internal error %s", request.method, request.url.path, exc.__class__.__name__)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
 ERROR_RESPONSES = {

@@ -4,6 +4,7 @@ The limits are configured once per server (`set_limits`) before the HTTP process
 is answered 422 on its own and never reaches an inference worker, where one exception would fail a whole batch.
 """
 
+import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,10 +39,24 @@ def current_limits() -> Limits:
     return _limits
 
 
+INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})  # control, format (zero-width, bidi marks) and space characters
+
+
+def _blank(text: str) -> bool:
+    """Only whitespace, control or invisible format characters: nothing the model could translate."""
+    return all(c.isspace() or unicodedata.category(c) in INVISIBLE for c in text)  # stops at the first visible one
+
+
+def _shown(n: int) -> str:
+    """An integer from the request, in a message: in full up to 9 digits (a JSON integer may have thousands)."""
+    digits = str(abs(n))
+    return str(n) if len(digits) <= 9 else f"{'-' if n < 0 else ''}{digits[:9]}... ({len(digits)} digits)"
+
+
 def _check_text(text: str, item: int | None = None) -> str:
     where = "" if item is None else f"item {item}: "
-    if not text.strip():
-        raise ValueError(f"{where}empty or only whitespace")
+    if _blank(text):
+        raise ValueError(f"{where}empty or only whitespace or invisible characters")
     if len(text) > _limits.max_chars:
         raise ValueError(f"{where}{len(text)} characters, over the limit of {_limits.max_chars}")
     try:
@@ -101,7 +116,7 @@ class TranslationRequest(BaseModel):
     @classmethod
     def _beam_ok(cls, beam: int | None) -> int | None:
         if beam is not None and beam > _limits.max_beam_size:
-            raise ValueError(f"{beam} is over this server's maximum of {_limits.max_beam_size}")
+            raise ValueError(f"{_shown(beam)} is over this server's maximum of {_limits.max_beam_size}")
         return beam
 
     @model_validator(mode="after")
@@ -111,7 +126,7 @@ class TranslationRequest(BaseModel):
         if self.beam_size is None:
             self.beam_size = _limits.default_beam_size  # resolved here, so workers get explicit options
         if self.n_best is not None and self.n_best > self.beam_size:
-            raise ValueError(f"n_best {self.n_best} is larger than the beam size {self.beam_size}")
+            raise ValueError(f"n_best {_shown(self.n_best)} is larger than the beam size {self.beam_size}")
         return self
 
 

@@ -22,8 +22,10 @@ from serve.http import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     document_api,
+    internal_error_handler,
     validation_error_handler,
 )
+from serve.jsonbody import StrictJSONRoute
 from serve.logs import LOGGER, configure_logging
 from serve.schema import Limits, set_limits
 
@@ -45,9 +47,14 @@ METADATA_KEYS = (
 
 
 class TranslationServer(ls.LitServer):
-    """LitServer that does not restart inference workers once shutdown has begun."""
+    """LitServer with strict JSON bodies (serve.jsonbody) that does not restart inference workers once shutdown has
+    begun."""
 
     stopping = False
+
+    def register_endpoints(self) -> None:
+        self.app.router.route_class = StrictJSONRoute  # every route added from here on parses JSON strictly
+        super().register_endpoints()
 
     def launch_single_inference_worker(self, lit_api: ls.LitAPI, worker_id: int):
         if self.stopping:  # LitServe's monitor thread would otherwise respawn the workers it is stopping
@@ -115,6 +122,7 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
         restart_workers=True,
     )
     server.app.add_exception_handler(RequestValidationError, validation_error_handler)
+    server.app.add_exception_handler(Exception, internal_error_handler)
     document_api(server.app, __version__)
     return server
 

@@ -69,7 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-body-bytes", type=_positive_int, default=1 << 20, help="request body size (default: 1 MiB)"
     )
     group.add_argument(
-        "--timeout", type=_positive_float, default=30.0, help="seconds a request may wait in the queue (default: 30)"
+        "--timeout",
+        type=_positive_float,
+        default=30.0,
+        help="seconds from queueing a request to its answer, queue wait and translation; 504 after (default: 30)",
     )
     group.add_argument(
         "--max-concurrency",

@@ -172,7 +172,7 @@ ERROR_RESPONSES = {
     "422": "invalid request: wrong types, missing or both of text/texts, empty or too long text, too many texts, "
     "beam_size or n_best out of range",
     "503": "too many concurrent requests",
-    "504": "waited too long in the queue",
+    "504": "no answer within the time limit (--timeout): queue wait and translation",
 }
 
 

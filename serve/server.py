@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import litserve as ls
+from fastapi import Depends
 from fastapi.exceptions import RequestValidationError
+from litserve.callbacks.base import EventTypes
 
 from nmt import __version__
 from nmt.bench import machine_info
@@ -17,6 +19,7 @@ from nmt.bundle import WEIGHTS_FILE, read_metadata, read_run_config
 from nmt.config import Config
 from nmt.errors import NMTError
 from serve.api import TranslationAPI
+from serve.deadline import DeadlineRequestHandler
 from serve.http import (
     AccessLogMiddleware,
     ApiKeyMiddleware,
@@ -47,14 +50,26 @@ METADATA_KEYS = (
 
 
 class TranslationServer(ls.LitServer):
-    """LitServer with strict JSON bodies (serve.jsonbody) that does not restart inference workers once shutdown has
-    begun."""
+    """LitServer with strict JSON bodies, a time limit on the whole request (serve.deadline), and no worker
+    restarts once shutdown has begun. Overrides two LitServe 0.2.19 internals (the version is pinned)."""
 
     stopping = False
 
     def register_endpoints(self) -> None:
         self.app.router.route_class = StrictJSONRoute  # every route added from here on parses JSON strictly
         super().register_endpoints()
+
+    def _register_api_endpoints(self, lit_api: ls.LitAPI, request_type: type, response_type: type) -> None:
+        """LitServe's own, less specs and streaming (unused here), with `DeadlineRequestHandler`."""
+        self._callback_runner.trigger_event(EventTypes.ON_SERVER_START.value, litserver=self)
+        handler = DeadlineRequestHandler(lit_api, self)
+
+        async def endpoint_handler(request: request_type) -> response_type:
+            return await handler.handle_request(request, request_type)
+
+        self.app.add_api_route(
+            lit_api.api_path, endpoint_handler, methods=["POST"], dependencies=[Depends(self.setup_auth(lit_api))]
+        )
 
     def launch_single_inference_worker(self, lit_api: ls.LitAPI, worker_id: int):
         if self.stopping:  # LitServe's monitor thread would otherwise respawn the workers it is stopping

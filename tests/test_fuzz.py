@@ -327,7 +327,7 @@ raw_bodies = st.one_of(st.binary(max_size=200), mutated(), mutated())
 def test_fuzz_json_requests(target):
     """Generated request objects, JSON-encoded (escaped or raw UTF-8; NaN/Infinity literals for non-finite floats)."""
 
-    @fuzz(1200)
+    @fuzz(2500)
     @given(obj=request_objects(), ascii_only=st.booleans())
     def run(obj: Any, ascii_only: bool) -> None:
         body = json.dumps(obj, ensure_ascii=ascii_only, allow_nan=True).encode("utf-8", "surrogatepass")
@@ -344,7 +344,7 @@ def test_fuzz_json_requests(target):
         if status == 200:
             check_translation(obj, headers, data)
 
-    fuzzed(run, 1200)
+    fuzzed(run, 2500)
 
 
 @st.composite
@@ -362,7 +362,7 @@ def objects_with_duplicates(draw: st.DrawFn) -> tuple[bytes, list[tuple[str, Any
 
 
 def test_fuzz_duplicate_keys(target):
-    @fuzz(300)
+    @fuzz(500)
     @given(case=objects_with_duplicates())
     def run(case: tuple[bytes, list]) -> None:
         body, pairs = case
@@ -372,13 +372,13 @@ def test_fuzz_duplicate_keys(target):
         else:
             assert status == expected_status(dict(pairs)), (pairs, data)
 
-    fuzzed(run, 300)
+    fuzzed(run, 500)
 
 
 def test_fuzz_raw_bodies_and_content_types(target):
     """Arbitrary and mutated bytes (invalid UTF-8, truncated JSON, ...) under every kind of Content-Type."""
 
-    @fuzz(800)
+    @fuzz(1500)
     @given(body=raw_bodies, content_type=st.sampled_from(CONTENT_TYPES))
     def run(body: bytes, content_type: str | None) -> None:
         headers = {} if content_type is None else {"Content-Type": content_type}
@@ -387,7 +387,7 @@ def test_fuzz_raw_bodies_and_content_types(target):
         if status == 200:
             check_translation(reference_parse(body), answer_headers, data)
 
-    fuzzed(run, 800)
+    fuzzed(run, 1500)
 
 
 def test_fuzz_lengths_around_the_limit(target):
@@ -427,12 +427,12 @@ def test_fuzz_methods_and_paths(target):
     ) | st.text("abcxyz019-._~%/", max_size=12).map(lambda s: "/" + s)  # fmt: skip
     methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
 
-    @fuzz(200)
+    @fuzz(300)
     @given(method=methods, path=paths, body=st.sampled_from([None, b"", VALID_BODIES[0], b"{"]))
     def run(method: str, path: str, body: bytes | None) -> None:
         send(target.server, body, JSON_HEADERS if body else {}, method=method, path=path)
 
-    fuzzed(run, 200)
+    fuzzed(run, 300)
 
 
 def _batch_lines(server: ServerProcess) -> int:
@@ -449,7 +449,7 @@ def test_fuzz_api_key_never_reaches_the_model(target):
     )
     before = _batch_lines(target.server)
 
-    @fuzz(300)
+    @fuzz(400)
     @given(key=keys, path=st.sampled_from(["/predict", "/predict", "/health", "/info", "/"]))
     def run(key: str | None, path: str) -> None:
         assume(key is None or key.strip(" \t") != KEY)
@@ -457,7 +457,7 @@ def test_fuzz_api_key_never_reaches_the_model(target):
         status, _, data = send(target.server, body, JSON_HEADERS, method=method, path=path, key=key)
         assert status == 401 and b"X-API-Key" in data, (key, path, data)
 
-    fuzzed(run, 300)
+    fuzzed(run, 400)
     assert _batch_lines(target.server) == before, "a request without the right key reached the model"
 
 

@@ -39,12 +39,14 @@ def test_soak_16_clients_for_10_s(tiny_run, tmp_path):
 
 
 def test_soak_fails_on_errors(tiny_run, tmp_path):
+    log = tmp_path / "server.log"
     result = run_nmt(
         "bench", "soak", "--model", tiny_run, "--concurrency", "2", "--duration", "1", "--warmup", "0.5",
-        "--beam-size", "99", check=False, timeout=300,
+        "--beam-size", "99", "--server-log", log, check=False, timeout=300,
     )  # fmt: skip
     assert result.returncode == 1
-    assert "soak FAILED" in result.stdout and "HTTP 422" in result.stdout and "server log:" in result.stderr
+    assert "soak FAILED" in result.stdout and "HTTP 422" in result.stdout
+    assert f"server log: {log}" in result.stderr and "POST /predict 422" in log.read_text()
 
 
 def test_soak_needs_a_run_directory(tmp_path):

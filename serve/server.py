@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from litserve.callbacks.base import EventTypes
 
 from nmt import __version__
-from nmt.bench import machine_info
+from nmt.bench.common import machine_info
 from nmt.bundle import WEIGHTS_FILE, read_metadata, read_run_config
 from nmt.config import Config
 from nmt.errors import NMTError

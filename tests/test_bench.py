@@ -8,7 +8,8 @@ import pytest
 from conftest import run_nmt
 from server_process import ServerProcess, free_port
 
-from nmt.bench import machine_info, percentile, request_body
+from nmt.bench.common import machine_info, percentile
+from nmt.bench.serve import request_body
 
 KEY = "bench-key"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import run_nmt
 
-from nmt.bench import process_tree, resident_bytes, soak_failures
+from nmt.bench.soak import process_tree, resident_bytes, soak_failures
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc")
 

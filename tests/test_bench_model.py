@@ -1,0 +1,98 @@
+"""`nmt bench train`, `translate` and `scaling` run as a user would and report their figures."""
+
+import json
+
+from tests.conftest import DATA_DIR, run_nmt
+from tests.synthetic import write_reversal_task
+
+
+def test_bench_train_reports_throughput_and_flops(tmp_path):
+    data = write_reversal_task(tmp_path / "data", train=400)
+    report = tmp_path / "train.json"
+    proc = run_nmt(
+        "bench",
+        "train",
+        "--config",
+        data / "reversal.yaml",
+        "--set",
+        f"data.path={data}",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--json",
+        report,
+    )
+    for line in (
+        "target tokens/s:",
+        "source+target tokens/s:",
+        "achieved matmul:",
+        "measured fp32 matmul peak:",
+        "fraction of peak:",
+        "machine:",
+    ):
+        assert line in proc.stdout
+    r = json.loads(report.read_text())
+    assert (
+        r["steps"] == 3 and r["target_tokens_per_s"] > 0 and r["source_target_tokens_per_s"] > r["target_tokens_per_s"]
+    )
+    assert 0 < r["fraction_of_peak"] < 2 and r["peak_gflops"] > 0
+    assert {"cpu", "cores", "torch", "torch_threads"} <= set(r["machine"])
+
+
+def test_bench_translate_default_test_set_with_bleu(tiny_run, tmp_path):
+    report = tmp_path / "translate.json"
+    proc = run_nmt("bench", "translate", "--model", tiny_run, "--beam-size", "2", "--json", report)
+    assert "whole process:" in proc.stdout and "BLEU:" in proc.stdout
+    r = json.loads(report.read_text())
+    assert r["sentences"] == 1000 and r["input"].endswith("test_2016_flickr.de")
+    assert r["whole_process_seconds"] > r["translate_seconds"] > 0 and r["peak_memory_mib"] > 0
+    assert 0 <= r["bleu"] <= 100
+
+
+def test_bench_translate_int8_and_own_files(tiny_run, tmp_path):
+    lines = (DATA_DIR / "val.de").read_text().splitlines()[:40]
+    refs = (DATA_DIR / "val.en").read_text().splitlines()[:40]
+    (tmp_path / "s.de").write_text("\n".join(lines) + "\n")
+    (tmp_path / "r.en").write_text("\n".join(refs) + "\n")
+    report = tmp_path / "int8.json"
+    run_nmt(
+        "bench",
+        "translate",
+        "--model",
+        tiny_run,
+        "--input",
+        tmp_path / "s.de",
+        "--ref",
+        tmp_path / "r.en",
+        "--quantize",
+        "int8",
+        "--json",
+        report,
+    )
+    r = json.loads(report.read_text())
+    assert r["quantize"] == "int8" and r["sentences"] == 40 and "bleu" in r
+
+
+def test_bench_scaling_table_and_plot(tiny_run, tmp_path):
+    report, plot = tmp_path / "scaling.json", tmp_path / "scaling.png"
+    run_nmt(
+        "bench",
+        "scaling",
+        "--model",
+        tiny_run,
+        "--sentences",
+        "16",
+        "--batch-sizes",
+        "1,16",
+        "--beam-sizes",
+        "1,4",
+        "--json",
+        report,
+        "--plot",
+        plot,
+    )
+    r = json.loads(report.read_text())
+    assert [x["batch_size"] for x in r["by_batch_size"]] == [1, 16]
+    assert [x["beam_size"] for x in r["memory_by_beam_size"]] == [1, 4]
+    assert r["by_source_length"] and plot.read_bytes().startswith(b"\x89PNG")

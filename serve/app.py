@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=_positive_int,
         default=1,
-        help="torch threads per worker (default: 1; scale with --workers, see SERVING.md)",
+        help="torch threads per worker (default: 1; scale with --workers, see the README's Serving section)",
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="default: cpu")
     parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")

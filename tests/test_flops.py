@@ -6,8 +6,18 @@ from nmt.flops import forward_flops, measure_matmul_peak, training_flops
 
 
 def test_context_model_flops_by_hand():
-    config = ModelConfig(cell="lstm", embedding_dim=4, hidden_size=8, encoder_layers=1, decoder_layers=1,
-                         bidirectional=False, attention="none", feed_context=True, bridge="zero", tie_embeddings=True)
+    config = ModelConfig(
+        cell="lstm",
+        embedding_dim=4,
+        hidden_size=8,
+        encoder_layers=1,
+        decoder_layers=1,
+        bidirectional=False,
+        attention="none",
+        feed_context=True,
+        bridge="zero",
+        tie_embeddings=True,
+    )
     vocab = 10
     # encoder: 2*4*8*(4+8) per token; decoder: input 4+8 -> 2*4*8*(12+8); readout (8+8+4)->4; output 4->10
     expected = 3 * 2 * 4 * 8 * 12 + 2 * (2 * 4 * 8 * 20 + 2 * 20 * 4 + 2 * 4 * 10)

@@ -1,7 +1,7 @@
 """Property-based fuzzing of `nmt serve` over real HTTP (a subprocess on a free localhost port, the tiny model).
 
 Every answer is held to the API's contract: never a 5xx; an error is JSON `{"detail": str}` with no stack trace
-or file path in it; the status is the one that an independent model of the rules in SERVING.md expects
+or file path in it; the status is the one that an independent model of the rules in README.md ("Serving") expects
 (`expected_status`); a 200 has the documented shape. At the end the server must still give the answer it gave to
 fixed requests before the fuzzing, and its log must hold no traceback. Hypothesis runs derandomized (the same
 examples on every run, so CI is reproducible) and without an example database (nothing written to the repo).
@@ -127,7 +127,7 @@ def _int_in(value: Any, low: int, high: int) -> bool:
 
 
 def expected_status(obj: Any) -> int:
-    """200 or 422 for a parsed JSON body, from the rules in SERVING.md ("API" and "Errors")."""
+    """200 or 422 for a parsed JSON body, from the rules in README.md ("Serving") ("API" and "Errors")."""
     if not isinstance(obj, dict) or set(obj) - set(FIELDS):
         return 422
     text, texts = obj.get("text"), obj.get("texts")

@@ -23,7 +23,7 @@ def corpus_scores(hypotheses: list[str], references: list[str], lowercase: bool 
     return scores
 
 
-def bleu(hypotheses: list[str], references: list[str]) -> float:
+def bleu(hypotheses: list[str], references: list[str], lowercase: bool = False) -> float:
     from sacrebleu.metrics import BLEU
 
-    return BLEU().corpus_score(hypotheses, [references]).score
+    return BLEU(lowercase=lowercase).corpus_score(hypotheses, [references]).score

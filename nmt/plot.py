@@ -34,3 +34,33 @@ def plot_training_curve(metrics: list[dict[str, Any]], path: Path, title: str) -
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_bleu_against_time(curve: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Validation BLEU against training wall time (minutes), one point per validation."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    minutes = [m["elapsed"] / 60 for m in curve]
+    ax.plot(minutes, [m["valid_bleu"] for m in curve], "o-", color="tab:green")
+    for m, x in zip(curve, minutes, strict=True):
+        ax.annotate(
+            f"{m['valid_bleu']:.1f}",
+            (x, m["valid_bleu"]),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=8,
+        )
+    ax.set(xlabel="training wall time (minutes)", ylabel="validation BLEU (greedy)", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -130,7 +130,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     except OSError as e:
         raise NMTError(f"cannot read {args.input}: {e.strerror}") from None
     translator = _translator(args)
-    batch = args.batch_size or translator.config.decode.batch_size
+    batch = args.batch_size or translator.config.decode.sentences_per_batch(
+        args.beam_size or translator.config.decode.beam_size
+    )
     try:
         out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     except OSError as e:

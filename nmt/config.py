@@ -99,7 +99,12 @@ class DecodeConfig(Section):
     length_penalty: float = Field(0.6, ge=0)  # GNMT alpha; 0 ranks by raw log-probability
     max_length_ratio: float = Field(2.0, gt=0)  # max output tokens = ratio * source tokens + offset
     max_length_offset: int = Field(10, ge=0)
-    batch_size: int = Field(64, ge=1)  # sentences per batch in translate/evaluate
+    batch_size: int | None = Field(None, ge=1)  # sentences per batch in translate/evaluate; None: batch_rows / beam
+    batch_rows: int = Field(640, ge=1)  # hypotheses (sentences x beam) per batch when batch_size is not set
+
+    def sentences_per_batch(self, beam_size: int) -> int:
+        return self.batch_size or max(1, self.batch_rows // beam_size)
+
     max_beam_size: int = Field(16, ge=1)  # cap for server requests
 
 

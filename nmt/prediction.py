@@ -71,7 +71,7 @@ class Translator:
         """n-best translations per input text, best first. Blank inputs give one empty translation."""
         decode = self.config.decode
         beam_size = beam_size or decode.beam_size
-        batch_size = batch_size or decode.batch_size
+        batch_size = batch_size or decode.sentences_per_batch(beam_size)
         results: list[list[Translation]] = [[Translation("", 0.0)] for _ in texts]
         candidates = [i for i, t in enumerate(texts) if t.strip()]
         encoded = self.src_tokenizer.encode([texts[i] for i in candidates])

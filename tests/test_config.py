@@ -88,3 +88,13 @@ def test_readme_documents_every_config_key():
         )
         missing += [k for k in keys if f"`{k}`" not in readme]
     assert not missing, f"README config reference lacks {missing}"
+
+
+def test_translation_batch_holds_a_fixed_number_of_hypotheses_unless_set():
+    decode = Config().decode
+    assert decode.batch_size is None
+    assert decode.sentences_per_batch(5) == decode.batch_rows // 5
+    assert decode.sentences_per_batch(1) == decode.batch_rows
+    assert decode.sentences_per_batch(decode.batch_rows * 2) == 1
+    fixed = config_from_dict({"decode": {"batch_size": 8}}, "test").decode
+    assert fixed.sentences_per_batch(1) == fixed.sentences_per_batch(5) == 8

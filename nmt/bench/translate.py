@@ -74,7 +74,7 @@ def bench_translate(args: argparse.Namespace) -> int:
         "input": str(src_path),
         "sentences": len(sources),
         "beam_size": beam,
-        "batch_size": args.batch_size or translator.config.decode.batch_size,
+        "batch_size": args.batch_size or translator.config.decode.sentences_per_batch(beam),
         "quantize": args.quantize,
         "whole_process_seconds": round(total_s, 2),
         "model_load_seconds": round(load_s, 2),

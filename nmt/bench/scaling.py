@@ -21,17 +21,21 @@ from nmt.bench.common import (
 )
 
 _MEMORY_PROBE = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from nmt.prediction import Translator
+
+def status_mib(field):  # VmRSS (now) or VmHWM (peak since the last reset), from /proc/self/status
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
 model, beam, batch, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 t = Translator.from_run_dir(model)
 t.translate(["warm-up"], beam_size=beam)
-page = resource.getpagesize()
-before = int(Path("/proc/self/statm").read_text().split()[1]) * page
+Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS: loading peaks higher
+before = status_mib("VmRSS")
 t.translate(Path(src).read_text(encoding="utf-8").splitlines(), beam_size=beam, batch_size=batch)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"loaded_mib": before / 2**20, "peak_mib": peak / 2**20}))
+print(json.dumps({"loaded_mib": before, "peak_mib": status_mib("VmHWM")}))
 """
 
 

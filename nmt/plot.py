@@ -1,4 +1,4 @@
-"""The training-curve plot: training and validation loss, and validation BLEU, against steps."""
+"""Plots written as PNG: the training curve, BLEU against training time, and the helpers the benchmarks share."""
 
 from __future__ import annotations
 
@@ -8,14 +8,29 @@ from typing import Any
 from nmt.files import atomic_write_bytes
 
 
-def plot_training_curve(metrics: list[dict[str, Any]], path: Path, title: str) -> None:
-    import io
-
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_png(fig, path: Path) -> None:
+    """Write a figure to `path` as PNG (atomically) and free it."""
+    import io
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_training_curve(metrics: list[dict[str, Any]], path: Path, title: str) -> None:
+    plt = pyplot()
     train = [m for m in metrics if m["type"] == "train"]
     valid = [m for m in metrics if m["type"] == "valid"]
     fig, (ax_loss, ax_bleu) = plt.subplots(1, 2, figsize=(10, 4))
@@ -29,22 +44,12 @@ def plot_training_curve(metrics: list[dict[str, Any]], path: Path, title: str) -
     ax_bleu.set(xlabel="step", ylabel="BLEU", title=f"{title}: validation BLEU")
     for ax in (ax_loss, ax_bleu):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_png(fig, path)
 
 
 def plot_bleu_against_time(curve: list[dict[str, Any]], path: Path, title: str) -> None:
     """Validation BLEU against training wall time (minutes), one point per validation."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     minutes = [m["elapsed"] / 60 for m in curve]
     ax.plot(minutes, [m["valid_bleu"] for m in curve], "o-", color="tab:green")
@@ -59,8 +64,4 @@ def plot_bleu_against_time(curve: list[dict[str, Any]], path: Path, title: str) 
         )
     ax.set(xlabel="training wall time (minutes)", ylabel="validation BLEU (greedy)", title=title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_png(fig, path)

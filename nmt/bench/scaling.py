@@ -146,16 +146,9 @@ def bench_scaling(args: argparse.Namespace) -> int:
 
 
 def _plot_scaling(report: dict[str, Any], path: Path) -> None:
-    import io
+    from nmt.plot import pyplot, save_png
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nmt.files import atomic_write_bytes
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = pyplot().subplots(1, 3, figsize=(14, 4))
     b = report["by_batch_size"]
     axes[0].plot([r["batch_size"] for r in b], [r["sentences_per_s"] for r in b], "o-")
     axes[0].set(
@@ -172,8 +165,4 @@ def _plot_scaling(report: dict[str, Any], path: Path) -> None:
     axes[2].set(xlabel="beam size", ylabel="MiB above the loaded model", title="search memory (batch 64)")
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_png(fig, path)

@@ -76,7 +76,8 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
-    lr_decay_factor: float = Field(0.5, gt=0, le=1)  # on a validation BLEU plateau
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"  # cosine: from lr down to min_lr over the run's budget
+    lr_decay_factor: float = Field(0.5, gt=0, le=1)  # plateau: on a validation BLEU plateau
     lr_patience: int = Field(1, ge=0)
     min_lr: float = Field(1e-5, ge=0)
     clip_norm: float | None = Field(1.0, gt=0)  # global L2 norm

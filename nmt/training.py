@@ -184,10 +184,26 @@ def clip_gradients(parameters: list[torch.nn.Parameter], max_norm: float | None)
     return torch.nn.utils.clip_grad_norm_(parameters, max_norm if max_norm else float("inf"))
 
 
-def learning_rate(config: Config, state: TrainState) -> float:
-    warmup = config.train.warmup_steps
+def learning_rate(config: Config, state: TrainState, progress: float = 0.0) -> float:
+    """The LR for the next step; `progress` is the fraction of the training budget used (cosine schedule)."""
+    cfg = config.train
+    warmup = cfg.warmup_steps
     factor = min(1.0, (state.step + 1) / warmup) if warmup else 1.0
-    return max(config.train.lr * state.lr_scale, config.train.min_lr) * factor
+    if cfg.lr_schedule == "cosine":
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        return (cfg.min_lr + (cfg.lr - cfg.min_lr) * cosine) * factor
+    return max(cfg.lr * state.lr_scale, cfg.min_lr) * factor
+
+
+def budget_progress(config: Config, state: TrainState, batches_in_epoch: int) -> float:
+    """Fraction of the training budget used: the largest of the epoch, step and wall-clock fractions."""
+    cfg = config.train
+    fractions = [(state.epoch + state.batch_in_epoch / max(batches_in_epoch, 1)) / cfg.max_epochs]
+    if cfg.max_steps:
+        fractions.append(state.step / cfg.max_steps)
+    if cfg.max_minutes:
+        fractions.append(state.elapsed / (cfg.max_minutes * 60))
+    return max(fractions)
 
 
 def validation_loss(model: Seq2Seq, corpus: TokenizedCorpus, batch_tokens: int, device: torch.device) -> float:
@@ -237,6 +253,7 @@ class Run:
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr, weight_decay=config.train.weight_decay)
         self.translator = Translator(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, config)
         self.state = TrainState()
+        self._batches_in_epoch = 1  # of the epoch being trained, for the cosine schedule's progress
         if resume:
             self._load_checkpoint()
         self.log(
@@ -314,7 +331,7 @@ class Run:
         batch = collate(self.data.train, self.dist.shard(indices)).to(self.device)
         normalizer = {"sentences": len(indices), "tokens": self.target_tokens(indices), "none": 1}[cfg.normalization]
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.config, self.state)
+            group["lr"] = self._lr()
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda")
         with autocast:
             logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in, cfg.teacher_forcing)
@@ -352,7 +369,7 @@ class Run:
         else:
             st.plateau += 1
             st.stale += 1
-            if st.plateau > cfg.lr_patience:
+            if cfg.lr_schedule == "plateau" and st.plateau > cfg.lr_patience:
                 st.lr_scale *= cfg.lr_decay_factor
                 st.plateau = 0
         st.elapsed = self._elapsed()
@@ -364,7 +381,7 @@ class Run:
                 "valid_loss": round(loss, 4),
                 "valid_ppl": round(math.exp(min(loss, 50)), 2),
                 "valid_bleu": round(score, 2),
-                "lr": learning_rate(self.config, st),
+                "lr": self._lr(),
                 "elapsed": round(st.elapsed, 1),
             }
         )
@@ -372,6 +389,9 @@ class Run:
             f"validation at step {st.step} (epoch {st.epoch}): loss {loss:.3f} ppl {math.exp(min(loss, 50)):.2f} "
             f"BLEU {score:.2f}{' (best)' if improved else ''}, {st.elapsed / 60:.1f} min"
         )
+
+    def _lr(self) -> float:
+        return learning_rate(self.config, self.state, budget_progress(self.config, self.state, self._batches_in_epoch))
 
     def _elapsed(self) -> float:
         return self._elapsed_base + time.perf_counter() - self._clock_start
@@ -404,6 +424,7 @@ class Run:
                 shuffle=True,
                 seed=self.config.seed * 1000 + st.epoch,
             )
+            self._batches_in_epoch = len(batches)
             st.stop_reason = self._epoch(batches)
             if st.batch_in_epoch >= len(batches):
                 st.epoch += 1
@@ -463,7 +484,7 @@ class Run:
                 bar.update(1)
                 if st.step % cfg.log_every_steps == 0 and st.window_tokens:
                     speed = (st.window_tokens - window_tokens_before) / max(time.perf_counter() - window_start, 1e-9)
-                    lr = learning_rate(self.config, st)
+                    lr = self._lr()
                     loss = st.window_nll / st.window_tokens
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", lr=f"{lr:.2e}")
                     st.metrics.append(

@@ -7,7 +7,7 @@ from nmt.bundle import CHECKPOINT_FILE, WEIGHTS_FILE
 from nmt.config import config_from_dict
 from nmt.errors import NMTError
 from nmt.files import safe_torch_load
-from nmt.training import TrainState, clip_gradients, learning_rate, train
+from nmt.training import TrainState, budget_progress, clip_gradients, learning_rate, train
 from tests.synthetic import write_reversal_task
 
 
@@ -63,6 +63,14 @@ def test_run_directory_is_a_complete_bundle(data, tmp_path):
     assert "torch" in meta["versions"]
     valid = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in valid if m["type"] == "valid"] == [1, 2]
+
+
+def test_cosine_run_anneals_to_the_floor(data, tmp_path):
+    train(small_config(data, lr_schedule="cosine", lr=0.01, min_lr=0.0001), tmp_path / "run", show_progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [m["lr"] for m in rows if m["type"] == "train"]
+    assert len(lrs) >= 3 and lrs == sorted(lrs, reverse=True) and lrs[0] < 0.01
+    assert rows[-1]["type"] == "valid" and rows[-1]["lr"] == pytest.approx(0.0001)
 
 
 def test_resume_continues_exactly(data, tmp_path):
@@ -164,3 +172,14 @@ def test_run_directory_that_cannot_be_created(data, tmp_path):
     blocker.write_text("x")
     with pytest.raises(NMTError, match="cannot create run directory"):
         train(small_config(data), blocker / "run", show_progress=False)
+
+
+def test_cosine_schedule_follows_the_budget(data):
+    config = small_config(data, lr_schedule="cosine", lr=0.01, min_lr=0.001, max_epochs=4, max_minutes=10)
+    assert learning_rate(config, TrainState(step=5), 0.0) == pytest.approx(0.01)
+    assert learning_rate(config, TrainState(step=5), 0.5) == pytest.approx(0.0055)
+    assert learning_rate(config, TrainState(step=5), 1.0) == pytest.approx(0.001)
+    assert learning_rate(config, TrainState(step=5, lr_scale=0.1), 0.0) == pytest.approx(0.01)  # no plateau decay
+    # the budget is whichever of epochs, steps and minutes runs out first
+    assert budget_progress(config, TrainState(epoch=1, batch_in_epoch=5, elapsed=60), 10) == pytest.approx(0.375)
+    assert budget_progress(config, TrainState(epoch=1, batch_in_epoch=5, elapsed=300), 10) == pytest.approx(0.5)

@@ -109,7 +109,7 @@ def test_bench_quality_trains_then_scores_validation_and_test(tmp_path):
     assert [(s["split"], s["beam_size"]) for s in r["scores"]] == [("val", 2), ("val", 1), ("test", 2), ("test", 1)]
     test_beam = r["scores"][2]
     assert test_beam["bleu"] >= 85 and test_beam["chrf"] > 0 and "13a" in test_beam["bleu_signature"]
-    assert r["epochs"] == 8 and r["parameters"] > 0 and r["training_minutes"] >= 0
+    assert r["epochs"] == 8 and r["parameters"] > 0 and r["training_minutes"] >= 0 and r["length_penalty"] == 0.6
     assert len(r["curve"]) == 8 and r["curve"][-1]["valid_bleu"] > r["curve"][0]["valid_bleu"]
 
     # Scoring again without training gives the same figures (the model in the run directory is the one scored).
@@ -122,10 +122,13 @@ def test_bench_quality_trains_then_scores_validation_and_test(tmp_path):
         "--output-dir",
         run_dir,
         "--skip-train",
+        "--length-penalty",
+        "0.6",
         "--json",
         again,
         "--plot",
         tmp_path / "curve.png",
     )
-    assert json.loads(again.read_text())["scores"][2]["bleu"] == test_beam["bleu"]
+    again_report = json.loads(again.read_text())
+    assert again_report["scores"][2]["bleu"] == test_beam["bleu"] and again_report["length_penalty"] == 0.6
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,19 +18,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in the run directory")
     p.add_argument("--skip-train", action="store_true", help="only score the model already in the run directory")
     p.add_argument("--beam-size", type=positive_int, help="beam size (default: the config's)")
+    p.add_argument("--length-penalty", type=float, help="GNMT length-penalty alpha (default: the config's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", help="also write the report to this JSON file")
     p.add_argument("--plot", help="write validation BLEU against training minutes to this PNG file")
     p.set_defaults(func=bench_quality)
 
 
-def score_splits(run_dir: Path, beam_size: int | None) -> list[dict[str, Any]]:
+def score_splits(run_dir: Path, beam_size: int | None, length_penalty: float | None = None) -> list[dict[str, Any]]:
     """BLEU (cased and lowercased) and chrF of the run's best model on validation and test, beam and greedy."""
     from nmt.data import load_split
     from nmt.evaluation import bleu, corpus_scores
     from nmt.prediction import Translator
 
     translator = Translator.from_run_dir(run_dir)
+    if length_penalty is not None:
+        translator.config.decode.length_penalty = length_penalty
     data = translator.config.data
     beam = beam_size or translator.config.decode.beam_size
     rows = []
@@ -69,7 +72,7 @@ def bench_quality(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.set)
         stop_reason = train(config, run_dir, resume=args.resume, show_progress=not args.quiet).stop_reason
     config, meta = read_run_config(run_dir), read_metadata(run_dir)
-    rows = score_splits(run_dir, args.beam_size)
+    rows = score_splits(run_dir, args.beam_size, args.length_penalty)
     metrics = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text(encoding="utf-8").splitlines()]
     valid = [m for m in metrics if m["type"] == "valid"]
     report = {
@@ -83,6 +86,7 @@ def bench_quality(args: argparse.Namespace) -> int:
         "steps": meta["steps"],
         "best_step": meta["best_step"],
         "stop_reason": stop_reason,
+        "length_penalty": args.length_penalty if args.length_penalty is not None else config.decode.length_penalty,
         "curve": [{k: m[k] for k in ("epoch", "step", "elapsed", "valid_bleu", "valid_ppl")} for m in valid],
         "scores": rows,
         "machine": machine_info(),

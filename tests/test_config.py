@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from nmt.config import Config, apply_overrides, config_from_dict, dump_config, load_config
@@ -11,9 +13,10 @@ def write(tmp_path, text):
 
 
 def test_shipped_configs_validate():
-    for name in ("tiny", "multi30k_de_en", "multi30k_de_en_attention", "peer_shape"):
-        config = load_config(f"configs/{name}.yaml")
-        assert isinstance(config, Config)
+    paths = sorted(Path("configs").glob("*.yaml"))
+    assert {p.stem for p in paths} >= {"tiny", "multi30k_de_en", "multi30k_de_en_attention", "multi30k_en_de"}
+    for path in paths:
+        assert isinstance(load_config(path), Config)
 
 
 def test_default_config_is_the_context_vector_lstm():

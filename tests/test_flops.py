@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from nmt.config import ModelConfig
 from nmt.flops import forward_flops, measure_matmul_peak, training_flops
@@ -36,7 +35,6 @@ def test_attention_adds_per_position_pair_work():
 
 
 def test_matmul_peak_is_measured():
-    torch.set_num_threads(torch.get_num_threads())
     assert measure_matmul_peak(seconds=0.2, sizes=(256,)) > 1.0
 
 

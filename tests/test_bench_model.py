@@ -47,7 +47,12 @@ def test_bench_translate_default_test_set_with_bleu(tiny_run, tmp_path):
     r = json.loads(report.read_text())
     assert r["sentences"] == 1000 and r["input"].endswith("test_2016_flickr.de")
     assert r["whole_process_seconds"] > r["translate_seconds"] > 0 and r["peak_memory_mib"] > 0
-    assert 0 <= r["bleu"] <= 100
+    # The BLEU is the one `nmt evaluate` gives for the same model, split and beam: the same hypotheses scored
+    # against the test set's references (a wrong reference file, order or tokenization would change it).
+    evaluated = tmp_path / "evaluate.json"
+    run_nmt("evaluate", "--model", tiny_run, "--split", "test", "--beam-size", "2", "--json", evaluated)
+    expected = json.loads(evaluated.read_text())["bleu"]
+    assert expected["score"] > 0 and (r["bleu"], r["bleu_signature"]) == (expected["score"], expected["signature"])
 
 
 def test_bench_translate_int8_and_own_files(tiny_run, tmp_path):
@@ -71,7 +76,11 @@ def test_bench_translate_int8_and_own_files(tiny_run, tmp_path):
         report,
     )
     r = json.loads(report.read_text())
-    assert r["quantize"] == "int8" and r["sentences"] == 40 and "bleu" in r
+    assert r["quantize"] == "int8" and r["sentences"] == 40
+    evaluated = tmp_path / "evaluate.json"
+    files = ["--src", tmp_path / "s.de", "--ref", tmp_path / "r.en"]
+    run_nmt("evaluate", "--model", tiny_run, *files, "--quantize", "int8", "--json", evaluated)
+    assert r["bleu"] == json.loads(evaluated.read_text())["bleu"]["score"]
 
 
 def test_bench_scaling_table_and_plot(tiny_run, tmp_path):

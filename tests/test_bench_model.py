@@ -2,8 +2,8 @@
 
 import json
 
-from tests.conftest import DATA_DIR, run_nmt
-from tests.synthetic import write_reversal_task
+from conftest import DATA_DIR, run_nmt
+from synthetic import write_reversal_task
 
 
 def test_bench_train_reports_throughput_and_flops(tmp_path):

@@ -4,9 +4,8 @@ import json
 import shutil
 
 import pytest
-
-from tests.conftest import DATA_DIR, run_nmt
-from tests.synthetic import reversal_pairs, write_reversal_task
+from conftest import DATA_DIR, run_nmt
+from synthetic import reversal_pairs, write_reversal_task
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,13 @@ import json
 
 import pytest
 import torch
+from synthetic import write_reversal_task
 
 from nmt.bundle import CHECKPOINT_FILE, WEIGHTS_FILE
 from nmt.config import config_from_dict
 from nmt.errors import NMTError
 from nmt.files import safe_torch_load
 from nmt.training import TrainState, budget_progress, clip_gradients, learning_rate, train
-from tests.synthetic import write_reversal_task
 
 
 def small_config(data_dir, **train_overrides):

@@ -2,8 +2,11 @@
 
 import json
 
+import pytest
 from conftest import DATA_DIR, run_nmt
 from synthetic import write_reversal_task
+
+pytestmark = pytest.mark.slow  # every test trains a model or runs one through `nmt bench`
 
 
 def test_bench_train_reports_throughput_and_flops(tmp_path):

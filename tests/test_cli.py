@@ -7,6 +7,8 @@ import pytest
 from conftest import DATA_DIR, run_nmt
 from synthetic import reversal_pairs, write_reversal_task
 
+pytestmark = pytest.mark.slow  # every test trains a model with `nmt train` (synthetic task or tiny Multi30k config)
+
 
 @pytest.fixture(scope="module")
 def reversal_run(tmp_path_factory):

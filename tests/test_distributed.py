@@ -11,6 +11,8 @@ from synthetic import write_reversal_task
 
 from nmt.files import safe_torch_load
 
+pytestmark = pytest.mark.slow  # trains under torchrun
+
 CONFIG = """\
 data: {src_lang: src, tgt_lang: tgt, max_valid_examples: 20}
 tokenizer: {vocab_size: 20, model_type: bpe}

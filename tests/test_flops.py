@@ -35,7 +35,8 @@ def test_attention_adds_per_position_pair_work():
 
 
 def test_matmul_peak_is_measured():
-    assert measure_matmul_peak(seconds=0.2, sizes=(256,)) > 1.0
+    # GFLOP/s: above what any CPU does even on a crowded machine, below a petaflop (a unit slip fails either way)
+    assert 0.1 < measure_matmul_peak(seconds=0.2, sizes=(256,)) < 1e6
 
 
 @pytest.mark.parametrize("attention", ["none", "bahdanau", "luong"])

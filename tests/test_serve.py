@@ -19,6 +19,8 @@ import requests
 from conftest import REPO, run_nmt
 from server_process import ServerProcess, free_port, group_alive
 
+pytestmark = pytest.mark.slow  # every test starts `nmt serve` on the tiny model trained by the session
+
 N_SENTENCES = 12
 MAX_CHARS, MAX_TEXTS, MAX_BEAM, MAX_BODY = 300, 16, 5, 20_000
 LIMIT_OPTIONS = [

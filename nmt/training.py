@@ -6,7 +6,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,8 @@ from nmt.loss import sequence_loss
 from nmt.model import Seq2Seq, count_parameters
 from nmt.prediction import Translator, resolve_device
 from nmt.reporting import Reporter
-from nmt.token_cache import cached_tokenize
-from nmt.tokenizer import Tokenizer, train_sentencepiece
+from nmt.token_cache import cached_sentencepiece, cached_tokenize
+from nmt.tokenizer import Tokenizer
 
 # Keys that may differ between a run directory's config and the config given to `--resume`.
 RESUMABLE_KEYS = {
@@ -169,23 +169,19 @@ def prepare_run_dir(run_dir: Path, config: Config, resume: bool) -> None:
     atomic_write_text(run_dir / CONFIG_FILE, dump_config(config))
 
 
-def _sentences(ds, columns: tuple[str, ...]) -> Iterator[str]:
-    for batch in ds.iter(batch_size=1000):
-        for column in columns:
-            yield from batch[column]
-
-
 def _tokenizers(run_dir: Path, config: Config, train_ds) -> tuple[Tokenizer, Tokenizer]:
+    """The run's SentencePiece model(s): the run directory's, else from the cache, else trained."""
     src_path, tgt_path = tokenizer_files(run_dir, config)
+
+    def get(path: Path, columns: tuple[str, ...]) -> Tokenizer:
+        if path.is_file():
+            return Tokenizer.load(path)
+        return cached_sentencepiece(train_ds, columns, path, config.tokenizer)
+
     if config.tokenizer.joint:
-        tok = Tokenizer.load(src_path) if src_path.is_file() else None
-        tok = tok or train_sentencepiece(_sentences(train_ds, ("src", "tgt")), src_path, config.tokenizer)
+        tok = get(src_path, ("src", "tgt"))
         return tok, tok
-    src = Tokenizer.load(src_path) if src_path.is_file() else None
-    src = src or train_sentencepiece(_sentences(train_ds, ("src",)), src_path, config.tokenizer)
-    tgt = Tokenizer.load(tgt_path) if tgt_path.is_file() else None
-    tgt = tgt or train_sentencepiece(_sentences(train_ds, ("tgt",)), tgt_path, config.tokenizer)
-    return src, tgt
+    return get(src_path, ("src",)), get(tgt_path, ("tgt",))
 
 
 def load_run_data(run_dir: Path, config: Config, log: Callable[[str], None] | None = None) -> RunData:

@@ -70,7 +70,7 @@ def _encode_side(ds, column: str, tok: Encoder, dtype: np.dtype, path: Path) -> 
     """Stream one column's ids to a raw file (never the whole corpus in memory); returns the lengths."""
     lengths: list[np.ndarray] = []
     with open(path, "wb") as f:
-        for batch in ds.iter(batch_size=ENCODE_BATCH):
+        for batch in ds.select_columns([column]).iter(batch_size=ENCODE_BATCH):
             ids = tok.encode(batch[column])
             n = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
             flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(n.sum()))

@@ -77,7 +77,7 @@ def launch(cmd: list[str], cache: Path) -> subprocess.Popen:
 
 
 def wait_all(procs: list[subprocess.Popen], cmds: list[list[str]], deadline: float = DEADLINE) -> list[tuple]:
-    """Wait for every process; past the deadline kill every process group and fail naming the hung command."""
+    """Wait for every process; past the deadline kill them all (with their workers) and fail naming the hung command."""
     results = []
     for proc, cmd in zip(procs, cmds, strict=True):
         try:
@@ -85,7 +85,9 @@ def wait_all(procs: list[subprocess.Popen], cmds: list[list[str]], deadline: flo
         except subprocess.TimeoutExpired:
             kill_trees(procs)
             out, err = proc.communicate(timeout=30)
-            pytest.fail(f"hang: no exit within {deadline} s, process group killed: {' '.join(cmd)}\n{err[-3000:]}")
+            pytest.fail(
+                f"hang: no exit within {deadline} s, killed with all its processes: {' '.join(cmd)}\n{err[-3000:]}"
+            )
         results.append((proc.returncode, out, err))
     return results
 

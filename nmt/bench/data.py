@@ -1,9 +1,10 @@
 """`nmt bench data`: the data pipeline on a large corpus (the local training split repeated to N pairs).
 
-Three starts of the real `Run` in one process, each with its peak resident memory (VmHWM, reset between phases):
-a first start (cold caches: reading the text into Arrow, SentencePiece, tokenizing), a second run on the same data
-into another run directory (the caches found again), and a resume of the first run from a checkpoint. Also the time
-to build one epoch's batches. This measures the pipeline, not translation quality.
+Three starts of `nmt train`'s `Run`, each in a fresh process as a user would start them, each up to its first
+optimizer step: a first start (cold caches: reading the text into Arrow, SentencePiece, tokenizing), a second run on
+the same data into another run directory (the caches found again), and a resume of the first run from a checkpoint.
+Each step's time and peak resident memory (VmHWM, reset before it), and the time to build one epoch's batches.
+This measures the pipeline, not translation quality.
 """
 
 from __future__ import annotations
@@ -58,42 +59,88 @@ def write_corpus(source: Path, target: Path, src: str, tgt: str, pairs: int, tra
         shutil.copyfile(source / f"{valid}.{lang}", target / f"{valid}.{lang}")
 
 
-class _Timer:
-    """Seconds spent in the wrapped function, summed per phase."""
+class _Step:
+    """Seconds and peak RSS of the wrapped function (the peak is reset before each call)."""
 
     def __init__(self, module, name: str):
         self.module, self.name, self.original = module, name, getattr(module, name)
-        self.seconds = 0.0
+        self.seconds, self.peak_mib = 0.0, 0.0
         setattr(module, name, self)
 
     def __call__(self, *args, **kwargs):
+        _reset_peak()
         start = time.perf_counter()
         try:
             return self.original(*args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
+            self.peak_mib = max(self.peak_mib, _status_mib("VmHWM"))
 
-    def take(self) -> float:
-        seconds, self.seconds = self.seconds, 0.0
-        return round(seconds, 2)
-
-    def restore(self) -> None:
-        setattr(self.module, self.name, self.original)
+    def report(self) -> dict[str, float]:
+        return {"seconds": round(self.seconds, 2), "peak_rss_mib": round(self.peak_mib)}
 
 
-def _start(config, run_dir: Path, resume: bool) -> tuple[Any, Any, float]:
-    """A `Run` up to its first optimizer step, as `nmt train` does it; returns (run, state, seconds)."""
-    from nmt.training import Run
+def measure_start(config_path: str, overrides: list[str], run_dir: str, resume: bool, epochs: int) -> dict[str, Any]:
+    """One start of a training run up to its first optimizer step (what `nmt train` does first), timed."""
+    import nmt.token_cache
+    import nmt.training
+    from nmt.config import load_config
 
+    config = load_config(config_path, overrides)
+    steps = {
+        "read_text": _Step(nmt.training, "load_split"),
+        "sentencepiece": _Step(nmt.token_cache, "train_sentencepiece"),
+        "tokenize": _Step(nmt.training, "cached_tokenize"),
+    }
     start = time.perf_counter()
-    run = Run(config, run_dir, resume=resume, show_progress=False)
+    run = nmt.training.Run(config, Path(run_dir), resume=resume, show_progress=False)
     state = run.initial_state(resume)
+    peak = _status_mib("VmHWM")  # since the last step's reset: building the model, loading the checkpoint
+    begin = time.perf_counter()
     batches = run.epoch_batches(state.epoch)
+    batch_s = time.perf_counter() - begin
     indices = batches[state.batch_in_epoch]
     run.train_step(indices, run.learning_rate(state, len(batches)))
-    state.batch_in_epoch += 1
-    state.step_done(run.target_tokens(indices), 0.0, 0.0)
-    return run, state, time.perf_counter() - start
+    result: dict[str, Any] = {"seconds_to_first_step": round(time.perf_counter() - start, 2)}
+    result |= {name: step.report() for name, step in steps.items()}
+    result["batches"] = {"per_epoch": len(batches), "seconds": round(batch_s, 2)}
+    if not resume:
+        for epoch in range(1, epochs):
+            begin = time.perf_counter()
+            run.epoch_batches(epoch)
+            batch_s = max(batch_s, time.perf_counter() - begin)
+        result["batches"]["seconds"] = round(batch_s, 2)  # the slowest of `epochs` epochs
+        state.batch_in_epoch += 1
+        state.step_done(run.target_tokens(indices), 0.0, 0.0)
+        run.checkpoint(state)
+    peak = max(peak, _status_mib("VmHWM"), *(step.peak_mib for step in steps.values()))
+    result["peak_rss_mib"] = round(peak)  # of the whole start
+    result["pairs_kept"] = len(run.data.train_indices)
+    run.close()
+    return result
+
+
+_CHILD = """
+import json, sys
+from nmt.bench.data import measure_start
+config, overrides, run_dir, resume, epochs = json.loads(sys.argv[1])
+print("RESULT " + json.dumps(measure_start(config, overrides, run_dir, resume, epochs)))
+"""
+
+
+def _start_in_child(config: str, overrides: list[str], run_dir: Path, resume: bool, epochs: int) -> dict[str, Any]:
+    import json
+    import subprocess
+    import sys
+
+    from nmt.errors import NMTError
+
+    argument = json.dumps([config, overrides, str(run_dir), resume, epochs])
+    proc = subprocess.run([sys.executable, "-c", _CHILD, argument], capture_output=True, text=True, env=os.environ)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise NMTError(f"bench data: the training start failed: {proc.stderr.strip()[-1000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def bench_data(args: argparse.Namespace) -> int:
@@ -110,16 +157,11 @@ def bench_data(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace, work: Path) -> int:
-    import torch
-
-    import nmt.token_cache
-    import nmt.training
-    from nmt.config import apply_overrides, config_from_dict, read_yaml
+    from nmt.config import load_config
     from nmt.data import data_source
     from nmt.errors import NMTError
 
-    raw = apply_overrides(read_yaml(args.config), args.set)
-    config = config_from_dict(raw, args.config)
+    config = load_config(args.config, args.set)
     kind, where = data_source(config.data)
     if kind != "local":
         raise NMTError("nmt bench data repeats a local corpus: set NMT_DATA_DIR or data.path")
@@ -128,60 +170,42 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
     start = time.perf_counter()
     write_corpus(Path(where), corpus, data.src_lang, data.tgt_lang, args.pairs, data.train_split, data.valid_split)
     write_s = time.perf_counter() - start
-    config = config_from_dict(apply_overrides(raw, [f"data.path={corpus}"]), args.config)
-    if args.threads:
-        config.train.threads = args.threads
-    timers = {
-        "read_text": _Timer(nmt.training, "load_split"),
-        "sentencepiece": _Timer(nmt.token_cache, "train_sentencepiece"),
-        "tokenize": _Timer(nmt.training, "cached_tokenize"),
+    overrides = [*args.set, f"data.path={corpus}"] + ([f"train.threads={args.threads}"] if args.threads else [])
+    phases = {
+        name: _start_in_child(args.config, overrides, work / run_dir, resume, args.epochs)
+        for name, run_dir, resume in (("first_start", "a", False), ("second_run", "b", False), ("resume", "a", True))
     }
-    phases: dict[str, dict[str, Any]] = {}
-    try:
-        for name, run_dir, resume in (("first_start", "a", False), ("second_run", "b", False), ("resume", "a", True)):
-            _reset_peak()
-            run, state, seconds = _start(config, work / run_dir, resume)
-            phases[name] = {"seconds_to_first_step": round(seconds, 2)} | {k: t.take() for k, t in timers.items()}
-            if name == "first_start":
-                times = []
-                for epoch in range(1, args.epochs + 1):
-                    begin = time.perf_counter()
-                    batches = run.epoch_batches(epoch)
-                    times.append(time.perf_counter() - begin)
-                phases[name]["batches_per_epoch"] = len(batches)
-                phases[name]["batch_building_seconds_per_epoch"] = round(sum(times) / len(times), 2)
-                run.checkpoint(state)
-            phases[name]["peak_rss_mib"] = round(_status_mib("VmHWM"))
-            phases[name]["anonymous_rss_mib"] = round(_status_mib("RssAnon"))  # what is not file-backed
-            pairs_kept = len(run.data.train_indices)
-            run.close()
-    finally:
-        for t in timers.values():
-            t.restore()
     cache_mib = sum(p.stat().st_size for p in (work / "cache").rglob("*") if p.is_file()) / 2**20
+    first, second, resume = phases["first_start"], phases["second_run"], phases["resume"]
     report = {
         "benchmark": "data",
         "config": str(args.config),
         "overrides": args.set,
         "pairs": args.pairs,
-        "pairs_within_length_limits": pairs_kept,
+        "pairs_within_length_limits": first["pairs_kept"],
         "corpus_mib": round(sum(p.stat().st_size for p in corpus.iterdir()) / 2**20),
         "write_corpus_seconds": round(write_s, 1),
         "tokenization_cache_mib": round(cache_mib),
         "phases": phases,
-        "machine": machine_info(torch.get_num_threads()),
+        "machine": machine_info(args.threads or config.train.threads),
     }
-    first, second, resume = phases["first_start"], phases["second_run"], phases["resume"]
+
+    def steps(phase: dict[str, Any]) -> str:
+        return ", ".join(
+            f"{name} {phase[name]['seconds']} s (peak {phase[name]['peak_rss_mib']:,} MiB)"
+            for name in ("read_text", "sentencepiece", "tokenize")
+        )
+
     print_lines(
         f"{args.config}: {args.pairs:,} pairs ({report['corpus_mib']:,} MiB of text), "
         f"{report['tokenization_cache_mib']:,} MiB of token ids in the cache",
-        f"first start: read text {first['read_text']} s, SentencePiece {first['sentencepiece']} s, "
-        f"tokenize {first['tokenize']} s; first step after {first['seconds_to_first_step']} s; "
+        f"first start: {steps(first)}; first step after {first['seconds_to_first_step']} s, "
         f"peak RSS {first['peak_rss_mib']:,} MiB",
-        f"batches: {first['batches_per_epoch']:,} per epoch, built in {first['batch_building_seconds_per_epoch']} s",
-        f"second run (same data): tokenize {second['tokenize']} s, SentencePiece {second['sentencepiece']} s; "
-        f"first step after {second['seconds_to_first_step']} s; peak RSS {second['peak_rss_mib']:,} MiB",
-        f"resume: first step after {resume['seconds_to_first_step']} s; peak RSS {resume['peak_rss_mib']:,} MiB",
+        f"batches: {first['batches']['per_epoch']:,} per epoch, built in {first['batches']['seconds']} s "
+        f"(the slowest of {args.epochs} epochs)",
+        f"second run (same data): {steps(second)}; first step after {second['seconds_to_first_step']} s, "
+        f"peak RSS {second['peak_rss_mib']:,} MiB",
+        f"resume: first step after {resume['seconds_to_first_step']} s, peak RSS {resume['peak_rss_mib']:,} MiB",
         machine_line(report["machine"]),
     )
     write_json(args.json, report)

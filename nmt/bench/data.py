@@ -99,7 +99,7 @@ def measure_start(config_path: str, overrides: list[str], run_dir: str, resume: 
     begin = time.perf_counter()
     batches = run.epoch_batches(state.epoch)
     batch_s = time.perf_counter() - begin
-    indices = batches[state.batch_in_epoch]
+    indices = state.next_batch(batches)
     run.train_step(indices, run.learning_rate(state, len(batches)))
     result: dict[str, Any] = {"seconds_to_first_step": round(time.perf_counter() - start, 2)}
     result |= {name: step.report() for name, step in steps.items()}
@@ -110,7 +110,6 @@ def measure_start(config_path: str, overrides: list[str], run_dir: str, resume: 
             run.epoch_batches(epoch)
             batch_s = max(batch_s, time.perf_counter() - begin)
         result["batches"]["seconds"] = round(batch_s, 2)  # the slowest of `epochs` epochs
-        state.batch_in_epoch += 1
         state.step_done(run.target_tokens(indices), 0.0, 0.0)
         run.checkpoint(state)
     peak = max(peak, _status_mib("VmHWM"), *(step.peak_mib for step in steps.values()))

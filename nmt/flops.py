@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from nmt.config import ModelConfig
+from nmt.shapes import Shapes
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -26,41 +26,30 @@ def _rnn(cell: str, input_size: int, hidden: int, layers: int, directions: int) 
     return total
 
 
-def forward_flops(config: ModelConfig, vocab: int, src_lengths: list[int], tgt_lengths: list[int]) -> int:
-    """Forward-pass matmul FLOPs for a batch; lengths are per sentence (EOS included), padding excluded."""
-    emb, hid = config.embedding_dim, config.hidden_size
-    enc_hid = config.encoder_hidden_size or hid
-    dirs = 2 if config.bidirectional else 1
-    memory = enc_hid * dirs
-    readout = config.readout_dim or (emb if config.tie_embeddings else hid)
+def forward_flops(shapes: Shapes, src_lengths: list[int], tgt_lengths: list[int]) -> int:
+    """Forward-pass matmul FLOPs for a batch of the model with `shapes` (a built model's `.shapes`); lengths are
+    per sentence (EOS included), padding excluded."""
+    s = shapes
     src_tokens, tgt_tokens = sum(src_lengths), sum(tgt_lengths)
-    flops = src_tokens * _rnn(config.cell, emb, enc_hid, config.encoder_layers, dirs)
-    if config.bridge == "linear":
-        maps = 2 if config.cell == "lstm" else 1
-        flops += len(src_lengths) * maps * 2 * (config.encoder_layers * memory) * (config.decoder_layers * hid)
-    feed_context = config.feed_context and config.attention == "none"
-    dec_in = emb
-    if config.attention == "bahdanau" or feed_context:
-        dec_in += memory
-    if config.attention == "luong" and config.input_feeding:
-        dec_in += readout
-    flops += tgt_tokens * _rnn(config.cell, dec_in, hid, config.decoder_layers, 1)
-    attended = sum(s * t for s, t in zip(src_lengths, tgt_lengths, strict=True))  # (source, target) position pairs
-    if config.attention == "bahdanau":
-        flops += src_tokens * 2 * memory * hid + tgt_tokens * 2 * hid * hid
-        flops += attended * (2 * hid + 2 * memory)
-    elif config.attention == "luong":
-        if config.luong_score == "general":
-            flops += src_tokens * 2 * memory * hid
-        flops += attended * (2 * hid + 2 * memory)
-    readout_in = hid + (memory if (config.attention != "none" or feed_context) else 0)
-    readout_in += emb if config.attention != "luong" else 0
-    flops += tgt_tokens * (2 * readout_in * readout + 2 * readout * vocab)
+    flops = src_tokens * _rnn(s.cell, s.embedding, s.encoder_hidden, s.encoder_layers, s.directions)
+    flops += (
+        len(src_lengths) * s.bridge_maps * 2 * (s.encoder_layers * s.memory) * (s.decoder_layers * s.decoder_hidden)
+    )
+    flops += tgt_tokens * _rnn(s.cell, s.decoder_input, s.decoder_hidden, s.decoder_layers, 1)
+    attended = sum(a * b for a, b in zip(src_lengths, tgt_lengths, strict=True))  # (source, target) position pairs
+    if s.attention == "bahdanau":
+        flops += src_tokens * 2 * s.memory * s.decoder_hidden + tgt_tokens * 2 * s.decoder_hidden**2
+        flops += attended * (2 * s.decoder_hidden + 2 * s.memory)
+    elif s.attention == "luong":
+        if s.luong_general:
+            flops += src_tokens * 2 * s.memory * s.decoder_hidden
+        flops += attended * (2 * s.decoder_hidden + 2 * s.memory)
+    flops += tgt_tokens * (2 * s.readout_input * s.readout + 2 * s.readout * s.tgt_vocab)
     return flops
 
 
-def training_flops(config: ModelConfig, vocab: int, src_lengths: list[int], tgt_lengths: list[int]) -> int:
-    return 3 * forward_flops(config, vocab, src_lengths, tgt_lengths)
+def training_flops(shapes: Shapes, src_lengths: list[int], tgt_lengths: list[int]) -> int:
+    return 3 * forward_flops(shapes, src_lengths, tgt_lengths)
 
 
 def measure_matmul_peak(seconds: float = 2.0, sizes: tuple[int, ...] = (1024, 2048)) -> float:

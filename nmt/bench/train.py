@@ -62,9 +62,7 @@ def bench_train(args: argparse.Namespace) -> int:
         src_tokens = sum(int(corpus.src_lengths[i].sum()) + len(i) for i in timed)
         tgt_tokens = sum(run.target_tokens(i) for i in timed)
         flops = sum(
-            training_flops(
-                config.model, run.vocab[1], (corpus.src_lengths[i] + 1).tolist(), (corpus.tgt_lengths[i] + 1).tolist()
-            )
+            training_flops(run.model.shapes, (corpus.src_lengths[i] + 1).tolist(), (corpus.tgt_lengths[i] + 1).tolist())
             for i in timed
         )
         start = time.perf_counter()

@@ -12,6 +12,7 @@ from typing import IO
 
 from nmt import __version__
 from nmt.errors import NMTError
+from nmt.precision import add_dtype_argument
 
 SPLIT_ROLES = {"train": "train_split", "valid": "valid_split", "validation": "valid_split", "test": "test_split"}
 
@@ -32,7 +33,7 @@ def _add_decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, help="sentences per batch (default: the config's)")
     p.add_argument("--length-penalty", type=float, help="GNMT length-penalty alpha (default: the config's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
-    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the RNN and linear layers")
+    add_dtype_argument(p)
     p.add_argument("--threads", type=_positive, help="torch threads (default: one per core)")
 
 
@@ -106,7 +107,7 @@ def _translator(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    translator = Translator.from_run_dir(args.model, device=args.device, quantize=args.quantize)
+    translator = Translator.from_run_dir(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
     if args.length_penalty is not None:
         translator.config.decode.length_penalty = args.length_penalty
     return translator
@@ -188,7 +189,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     hypotheses = [r[0].text for r in results]
     scores = corpus_scores(hypotheses, references, lowercase=args.lowercase)
-    print(f"{name}: {len(sources)} sentences, beam {beam}, {seconds:.1f} s")
+    print(f"{name}: {len(sources)} sentences, beam {beam}, {seconds:.1f} s, {translator.precision}")
     for metric in scores.values():
         print(metric["text"])
         print(f"  signature: {metric['signature']}")
@@ -199,6 +200,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "model": str(args.model),
             "data": name,
             "beam_size": beam,
+            "dtype": translator.dtype,
             "length_penalty": translator.config.decode.length_penalty,
             "sentences": len(sources),
             "seconds": round(seconds, 2),

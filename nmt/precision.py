@@ -12,6 +12,7 @@ gradients and Adam's moments stay fp32. Search runs in one of `SEARCH_DTYPES`:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import warnings
@@ -63,6 +64,17 @@ def bf16_native(device: torch.device | str = "cpu") -> bool:
 def cpu_bf16_note() -> str:
     flags = [f for f in CPU_BF16_FLAGS if f in cpu_flags()]
     return f"native bf16: {', '.join(flags)}" if flags else "no native bf16 on this CPU"
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    """The `--dtype` option of translate, evaluate, serve and bench translate (with `--quantize`, its old alias)."""
+    parser.add_argument(
+        "--dtype",
+        choices=SEARCH_DTYPES,
+        help="search precision: fp32, bf16, int8 (dynamic, CPU), int8+bf16 (int8 RNN, bf16 output layer), or auto "
+        "(the model config's decode.dtype; its default picks the fastest on this machine, fp32 without native bf16)",
+    )
+    parser.add_argument("--quantize", choices=["int8"], help="same as --dtype int8 (older spelling)")
 
 
 def resolve_train_precision(requested: str, device: torch.device | str) -> str:

@@ -17,6 +17,7 @@ from nmt.bench.common import (
     write_json,
 )
 from nmt.errors import NMTError
+from nmt.precision import add_dtype_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref", help="references for BLEU (default with the default input: the test set's)")
     p.add_argument("--beam-size", type=positive_int, help="beam size (default: the config's; 1 = greedy)")
     p.add_argument("--batch-size", type=positive_int, help="sentences per batch (default: the config's)")
-    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the RNN and linear layers")
+    add_dtype_argument(p)
     p.add_argument("--threads", type=positive_int, help="torch threads (default: one per core)")
     p.add_argument("--json", help="also write the report to this JSON file")
     p.set_defaults(func=bench_translate)
@@ -59,7 +60,7 @@ def bench_translate(args: argparse.Namespace) -> int:
     if references is not None and len(references) != len(sources):
         raise NMTError(f"line-count mismatch: {src_path} has {len(sources)} lines, {ref_path} has {len(references)}")
     load_start = time.perf_counter()
-    translator = Translator.from_run_dir(args.model, quantize=args.quantize)
+    translator = Translator.from_run_dir(args.model, dtype=args.dtype, quantize=args.quantize)
     load_s = time.perf_counter() - load_start
     beam = args.beam_size or translator.config.decode.beam_size
     start = time.perf_counter()
@@ -76,6 +77,7 @@ def bench_translate(args: argparse.Namespace) -> int:
         "beam_size": beam,
         "batch_size": args.batch_size or translator.config.decode.sentences_per_batch(beam),
         "quantize": args.quantize,
+        "dtype": translator.dtype,
         "whole_process_seconds": round(total_s, 2),
         "model_load_seconds": round(load_s, 2),
         "translate_seconds": round(translate_s, 2),
@@ -86,8 +88,7 @@ def bench_translate(args: argparse.Namespace) -> int:
         "machine": machine_info(),
     }
     lines = [
-        f"{args.model}: {len(sources)} sentences from {src_path}, beam {beam}"
-        + (f", {args.quantize}" if args.quantize else ""),
+        f"{args.model}: {len(sources)} sentences from {src_path}, beam {beam}, {translator.precision}",
         f"whole process: {total_s:.2f} s, {report['sentences_per_s']} sentences/s "
         f"(start-up and imports {total_s - load_s - translate_s:.2f} s, model load {load_s:.2f} s)",
         f"search: {translate_s:.2f} s, {report['search_sentences_per_s']} sentences/s, "

@@ -37,7 +37,9 @@ def _add_decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive, help="torch threads (default: one per core)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `nmt` parser. With `command` (the sub-command on the command line), the options of the other heavy
+    sub-commands (serve, bench) are left out, so that `nmt translate` does not import the server or benchmarks."""
     parser = argparse.ArgumentParser(prog="nmt", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nmt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,17 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write scores, signatures, hypotheses and their scores to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
-    from serve import app as serve_app
-
     p = sub.add_parser("serve", help="serve a trained model over HTTP (LitServe)")
-    serve_app.add_arguments(p)
-    p.set_defaults(func=serve_app.run_from_args)
+    if command in (None, "serve"):
+        from serve import app as serve_app
 
-    from nmt import bench
+        serve_app.add_arguments(p)
+        p.set_defaults(func=serve_app.run_from_args)
 
     p = sub.add_parser("bench", help="benchmarks (serve: load-test a running server)")
-    bench.add_arguments(p)
+    if command in (None, "bench"):
+        from nmt import bench
+
+        bench.add_arguments(p)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The sub-command named on the command line (the first argument not starting with '-'), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -225,7 +234,8 @@ def openmp_defaults() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     openmp_defaults()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

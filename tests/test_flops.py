@@ -1,8 +1,7 @@
 import pytest
-import torch
 
 from nmt.config import ModelConfig
-from nmt.flops import forward_flops, measure_matmul_peak, training_flops
+from nmt.flops import forward_flops, measure_matmul_peak, peak_for, search_flops, training_flops
 from nmt.shapes import Shapes
 
 
@@ -36,9 +35,22 @@ def test_attention_adds_per_position_pair_work():
     assert forward_flops(Shapes.of(gru, 20, 20), [2], [3]) < forward_flops(Shapes.of(luong, 20, 20), [2], [3])
 
 
-def test_matmul_peak_is_measured():
-    torch.set_num_threads(torch.get_num_threads())
-    assert measure_matmul_peak(seconds=0.2, sizes=(256,)) > 1.0
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
+def test_matmul_peak_is_measured_per_precision(dtype):
+    assert measure_matmul_peak(dtype, seconds=0.1, sizes=(128,)) > 0
+
+
+def test_mixed_precision_is_bounded_by_its_fastest_format():
+    peak, peaks = peak_for("int8+bf16", seconds=0.1)
+    assert set(peaks) == {"int8", "bf16"} and peak == max(peaks.values())
+
+
+def test_search_flops_are_the_encoder_once_and_the_decoder_per_beam():
+    s = Shapes.of(ModelConfig(attention="luong", embedding_dim=8, hidden_size=8), 20, 20)
+    assert search_flops(s, [4, 5], [3, 6], beam=1) == forward_flops(s, [4, 5], [3, 6])
+    assert search_flops(s, [4, 5], [3, 6], beam=5) - search_flops(s, [4, 5], [3, 6], beam=1) == 4 * (
+        forward_flops(s, [4, 5], [3, 6]) - forward_flops(s, [4, 5], [0, 0])
+    )
 
 
 @pytest.mark.parametrize("attention", ["none", "bahdanau", "luong"])

@@ -48,6 +48,7 @@ def bench_translate(args: argparse.Namespace) -> int:
 
     from nmt.data import read_lines
     from nmt.evaluation import corpus_scores
+    from nmt.flops import peak_for, search_flops
     from nmt.prediction import Translator
 
     if args.threads:
@@ -68,7 +69,11 @@ def bench_translate(args: argparse.Namespace) -> int:
     translate_s = time.perf_counter() - start
     hypotheses = [r[0].text for r in results]
     total_s = process_age()
-    out_tokens = sum(len(ids) + 1 for ids in translator.tgt_tokenizer.encode(hypotheses))
+    out_lengths = [len(ids) + 1 for ids in translator.tgt_tokenizer.encode(hypotheses)]
+    out_tokens = sum(out_lengths)
+    src_lengths = [len(ids) + 1 for ids in translator.src_tokenizer.encode(sources)]
+    achieved = search_flops(translator.model.shapes, src_lengths, out_lengths, beam) / translate_s / 1e9
+    peak, peaks = peak_for(translator.dtype)
     report = {
         "benchmark": "translate",
         "model": str(args.model),
@@ -84,6 +89,10 @@ def bench_translate(args: argparse.Namespace) -> int:
         "sentences_per_s": round(len(sources) / total_s, 1),
         "search_sentences_per_s": round(len(sources) / translate_s, 1),
         "target_tokens_per_s": round(out_tokens / translate_s),
+        "achieved_gflops": round(achieved, 1),
+        "peak_gflops": round(peak, 1),
+        "peaks_gflops": {k: round(v, 1) for k, v in peaks.items()},
+        "fraction_of_peak": round(achieved / peak, 3),
         "peak_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "machine": machine_info(),
     }
@@ -93,6 +102,8 @@ def bench_translate(args: argparse.Namespace) -> int:
         f"(start-up and imports {total_s - load_s - translate_s:.2f} s, model load {load_s:.2f} s)",
         f"search: {translate_s:.2f} s, {report['search_sentences_per_s']} sentences/s, "
         f"{report['target_tokens_per_s']:,} target tokens/s",
+        f"search matmul (estimate): {achieved:.1f} GFLOP/s, {achieved / peak:.1%} of the measured "
+        f"{translator.dtype} peak {peak:.1f} GFLOP/s",
         f"peak memory: {report['peak_memory_mib']} MiB",
     ]
     if references is not None:

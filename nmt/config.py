@@ -103,7 +103,7 @@ class TrainConfig(Section):
     valid_beam_size: int = Field(1, ge=1)
     max_nonfinite_steps: int = Field(5, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: TrainPrecision = "auto"  # bf16: autocast, fp32 master weights (nmt.precision)
+    precision: TrainPrecision = "fp32"  # bf16: autocast, fp32 master weights; auto: bf16 where native (nmt.precision)
     threads: int | None = Field(None, ge=1)
     log_every_steps: int = Field(50, ge=1)
 
@@ -120,7 +120,7 @@ class DecodeConfig(Section):
         return self.batch_size or max(1, self.batch_rows // beam_size)
 
     max_beam_size: int = Field(16, ge=1)  # cap for server requests
-    dtype: SearchDtype = "auto"  # search precision (nmt.precision)
+    dtype: SearchDtype = "fp32"  # search precision; auto: int8+bf16 where bf16 is native (nmt.precision)
 
 
 class Config(Section):

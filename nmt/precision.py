@@ -6,8 +6,9 @@ gradients and Adam's moments stay fp32. Search runs in one of `SEARCH_DTYPES`:
   bf16       under bf16 autocast: the LSTM (oneDNN), attention, readout and output layer in bf16;
   int8       dynamic int8 quantization of the RNN and every linear layer;
   int8+bf16  int8 RNN and inner linear layers, the output layer (the 8,000-way softmax input) in bf16.
-"auto" picks the measured-fastest choice that keeps quality (docs/performance.md) on a machine with native bf16
-(CPU: avx512_bf16 or AMX; GPU: compute capability 8 or newer), and fp32, exactly as before, anywhere else.
+"auto" picks the fast choice on a machine with native bf16 (CPU: avx512_bf16 or AMX; GPU: one that supports bf16)
+and fp32, exactly as before, anywhere else. The shipped defaults stay fp32 until the quality of the fast settings
+is measured on real data (docs/performance.md says why and how).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ TrainPrecision = Literal["auto", "fp32", "bf16"]
 SearchDtype = Literal["auto", "fp32", "bf16", "int8", "int8+bf16"]
 TRAIN_PRECISIONS: tuple[str, ...] = get_args(TrainPrecision)
 SEARCH_DTYPES: tuple[str, ...] = get_args(SearchDtype)
-# What "auto" means where bf16 is native (measured in docs/performance.md); fp32 wherever it is not.
+# What "auto" means where bf16 is native; fp32 wherever it is not.
 AUTO_TRAIN = "bf16"
 AUTO_SEARCH = "int8+bf16"
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic

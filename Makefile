@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 NMT_DATA_DIR ?= $(abspath ../shared/data/multi30k)
 export NMT_DATA_DIR
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-unit lint clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The unit tests only (no training to the end, no server, no fuzzing or soak): under a minute on 2 idle cores.
+test-unit: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

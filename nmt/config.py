@@ -82,7 +82,7 @@ class TrainConfig(Section):
             raw.setdefault("precision", "bf16" if amp else "fp32")
         return raw
 
-    batch_tokens: int = Field(4000, ge=1)  # target tokens per batch (padding excluded)
+    batch_tokens: int = Field(4000, ge=1)  # padded tokens per batch: rows x (longest of source and target + 1)
     max_epochs: int = Field(30, ge=1)
     max_steps: int | None = Field(None, ge=1)
     max_minutes: float | None = Field(None, gt=0)  # wall-clock budget for the run

@@ -45,6 +45,7 @@ def test_machine_info():
     assert machine_info(threads=3)["torch_threads"] == 3
 
 
+@pytest.mark.slow
 def test_bench_serve_reports_throughput_and_latency(server, tmp_path):
     out = tmp_path / "bench.json"
     result = run_nmt(
@@ -65,6 +66,7 @@ def test_bench_serve_reports_throughput_and_latency(server, tmp_path):
         assert word in result.stdout
 
 
+@pytest.mark.slow
 def test_bench_serve_duration_and_input_file(server, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("Ein Hund läuft.\n\nZwei Männer.\n", encoding="utf-8")
@@ -75,6 +77,7 @@ def test_bench_serve_duration_and_input_file(server, tmp_path):
     assert " 0 errors" in result.stdout
 
 
+@pytest.mark.slow
 def test_bench_serve_counts_errors(server):
     result = run_nmt(
         "bench", "serve", "--url", server.url, "--requests", "3", "--beam-size", "99", "--api-key", KEY, check=False
@@ -84,6 +87,7 @@ def test_bench_serve_counts_errors(server):
     assert "no request succeeded" in result.stderr
 
 
+@pytest.mark.slow
 def test_bench_serve_needs_the_key(server):
     result = run_nmt("bench", "serve", "--url", server.url, "--requests", "1", check=False)
     assert result.returncode == 2 and "API key" in result.stderr

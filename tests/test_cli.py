@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import DATA_DIR, nmt_env, run_nmt
+from synthetic import reversal_pairs, write_reversal_task
 
-from tests.conftest import DATA_DIR, nmt_env, run_nmt
-from tests.synthetic import reversal_pairs, write_reversal_task
+pytestmark = pytest.mark.slow  # every test trains a model with `nmt train` (synthetic task or tiny Multi30k config)
 
 
 @pytest.fixture(scope="module")

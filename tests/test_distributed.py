@@ -6,10 +6,12 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO, nmt_env
+from synthetic import write_reversal_task
 
 from nmt.files import safe_torch_load
-from tests.conftest import REPO, nmt_env
-from tests.synthetic import write_reversal_task
+
+pytestmark = pytest.mark.slow  # trains under torchrun
 
 CONFIG = """\
 data: {src_lang: src, tgt_lang: tgt, max_valid_examples: 20}

@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from server_process import ServerProcess, raw_request
 
+pytestmark = pytest.mark.slow  # fuzzes a running `nmt serve` with thousands of requests
+
 KEY = "fuzz-K3y"
 MAX_CHARS, MAX_TEXTS, MAX_BEAM, DEFAULT_BEAM, MAX_BODY, MAX_LENGTH_CAP = 10_000, 8, 4, 3, 65_536, 1000
 OPTIONS = [

@@ -75,12 +75,18 @@ def test_max_length_forces_eos():
 
 
 def test_length_penalty_changes_the_ranking():
-    # short: A EOS = 0.5 ; long: B A A EOS = 0.45 * 0.9 * 0.9 * 0.95 ~ 0.346
+    # short: A EOS = 0.5 (2 tokens with EOS); long: B A EOS = 0.5 * 0.9 * 1.0 = 0.45 (3 tokens)
     table = {BOS_ID: {A: 0.5, B: 0.5}, A: {EOS_ID: 1.0}, B: {A: 0.9, EOS_ID: 0.1}}
     model = BigramModel(table)
     src, lengths, limit = one_sentence()
-    raw = beam_search(model, src, lengths, limit, beam_size=3, alpha=0.0)[0][0]
-    assert raw.tokens == [A]
+    raw = beam_search(model, src, lengths, limit, beam_size=3, n_best=2, alpha=0.0)[0]
+    assert [h.tokens for h in raw] == [[A], [B, A]]
+    assert raw[0].score == pytest.approx(math.log(0.5), abs=1e-5)
+    # alpha 2: log(0.5) / (7/6)^2 = -0.509 < log(0.45) / (8/6)^2 = -0.449, so the longer output wins
+    penalized = beam_search(model, src, lengths, limit, beam_size=3, n_best=2, alpha=2.0)[0]
+    assert [h.tokens for h in penalized] == [[B, A], [A]]
+    assert penalized[0].score == pytest.approx(math.log(0.45) / length_penalty(3.0, 2.0), abs=1e-5)
+    assert penalized[1].score == pytest.approx(math.log(0.5) / length_penalty(2.0, 2.0), abs=1e-5)
     assert length_penalty(2.0, 1.0) == pytest.approx(7 / 6)
 
 

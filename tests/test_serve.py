@@ -19,6 +19,8 @@ import requests
 from conftest import REPO, run_nmt
 from server_process import ServerProcess, free_port, group_alive
 
+pytestmark = pytest.mark.slow  # every test starts `nmt serve` on the tiny model trained by the session
+
 N_SENTENCES = 12
 MAX_CHARS, MAX_TEXTS, MAX_BEAM, MAX_BODY = 300, 16, 5, 20_000
 LIMIT_OPTIONS = [
@@ -320,12 +322,23 @@ def test_idle_server_uses_almost_no_cpu(server):
 
 
 def test_server_log_has_requests_and_no_errors(server, sentences):
+    start = len(server.log())
     assert server.post({"text": sentences[1]}).status_code == 200
+    assert server.post({"texts": sentences[3:5]}).status_code == 200
+    assert server.post({"text": ""}).status_code == 422
+    expected = [
+        r"POST /predict 200 sentences=1 \d+\.\d ms",
+        r"POST /predict 200 sentences=2 \d+\.\d ms",
+        r"POST /predict 422 sentences=- \d+\.\d ms",
+    ]
+    deadline = time.monotonic() + 10
+    while not all(re.search(p, server.log()[start:]) for p in expected) and time.monotonic() < deadline:
+        time.sleep(0.1)  # a request's line may reach the file just after its answer
+    ours = server.log()[start:]  # only this test's requests
+    for p in expected:
+        assert re.search(p, ours), ours[-2000:]
+    assert sentences[1] not in ours and sentences[3] not in ours  # texts are logged only with --log-text
     log = server.log()
-    assert re.search(r"POST /predict 200 sentences=1 \d+\.\d ms", log)
-    assert re.search(r"POST /predict 200 sentences=2 \d+\.\d ms", log)
-    assert re.search(r"POST /predict 422 sentences=- \d+\.\d ms", log)
-    assert sentences[1] not in log  # texts are logged only with --log-text
     assert "Traceback" not in log and " 500 " not in log
 
 

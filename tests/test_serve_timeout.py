@@ -23,7 +23,10 @@ OPTIONS = ["--workers", "2", "--threads", "1", "--timeout", str(TIMEOUT), "--max
 SLOW = {"texts": ["x" * 1000] * 256, "beam_size": 16}
 SMALL = {"text": "Ein Hund läuft über die Wiese.", "beam_size": 1}
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+pytestmark = [
+    pytest.mark.slow,  # starts `nmt serve` and waits out its time limit
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc"),
+]
 
 
 @pytest.fixture(scope="module")

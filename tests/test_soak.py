@@ -17,6 +17,7 @@ from nmt.bench.soak import process_tree, resident_bytes, soak_failures
 pytestmark = pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc")
 
 
+@pytest.mark.slow
 def test_soak_16_clients_for_10_s(tiny_run, tmp_path):
     out = tmp_path / "soak.json"
     result = run_nmt(
@@ -38,6 +39,7 @@ def test_soak_16_clients_for_10_s(tiny_run, tmp_path):
     assert "soak passed" in result.stdout and "growth" in result.stdout
 
 
+@pytest.mark.slow
 def test_soak_fails_on_errors(tiny_run, tmp_path):
     log = tmp_path / "server.log"
     result = run_nmt(

@@ -2,13 +2,13 @@ import json
 
 import pytest
 import torch
+from synthetic import write_reversal_task
 
 from nmt.bundle import CHECKPOINT_FILE, WEIGHTS_FILE
 from nmt.config import config_from_dict
 from nmt.errors import NMTError
 from nmt.files import safe_torch_load
 from nmt.training import TrainState, budget_progress, clip_gradients, learning_rate, train
-from tests.synthetic import write_reversal_task
 
 
 def small_config(data_dir, **train_overrides):
@@ -53,6 +53,7 @@ def test_learning_rate_warmup_and_decay(data):
     assert learning_rate(config, TrainState(step=50, lr_scale=0.01)) == pytest.approx(0.001)  # floor
 
 
+@pytest.mark.slow  # trains to the end
 def test_run_directory_is_a_complete_bundle(data, tmp_path):
     state = train(small_config(data), tmp_path / "run", show_progress=False)
     names = {p.name for p in (tmp_path / "run").iterdir()}
@@ -65,6 +66,7 @@ def test_run_directory_is_a_complete_bundle(data, tmp_path):
     assert [m["epoch"] for m in valid if m["type"] == "valid"] == [1, 2]
 
 
+@pytest.mark.slow  # trains to the end
 def test_cosine_run_anneals_to_the_floor(data, tmp_path):
     train(small_config(data, lr_schedule="cosine", lr=0.01, min_lr=0.0001), tmp_path / "run", show_progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -73,6 +75,7 @@ def test_cosine_run_anneals_to_the_floor(data, tmp_path):
     assert rows[-1]["type"] == "valid" and rows[-1]["lr"] == pytest.approx(0.0001)
 
 
+@pytest.mark.slow  # trains to the end
 def test_resume_continues_exactly(data, tmp_path):
     straight = train(small_config(data, max_steps=17), tmp_path / "a", show_progress=False)
     train(small_config(data, max_steps=8), tmp_path / "b", show_progress=False)

@@ -133,3 +133,13 @@ def test_search_in_every_precision_translates_as_fp32(bf16_reversal, beam):
 def test_from_run_dir_rejects_conflicting_quantize_and_dtype(tmp_path):
     with pytest.raises(NMTError, match="disagree"):
         Translator.from_run_dir(tmp_path, dtype="bf16", quantize="int8")
+
+
+@pytest.mark.slow
+def test_server_worker_searches_in_the_requested_dtype(bf16_reversal):
+    from serve.api import TranslationAPI
+
+    _, run_dir = bf16_reversal
+    api = TranslationAPI(str(run_dir), threads=1, dtype="int8+bf16", max_batch_size=1)
+    api.setup("cpu")
+    assert api.translator.dtype == "int8+bf16" and "quantized" in type(api.translator.model.decoder.rnn).__module__

@@ -7,7 +7,9 @@ processes that ask for the same entry at the same time (torchrun, two runs) take
 the others wait and read. Entries built from the same source whose data has changed since are removed, and only
 the `MAX_ENTRIES` most recently used entries are kept.
 
-The root is `$NMT_CACHE_DIR/tokenized`, else `$XDG_CACHE_HOME/nmt/tokenized` (`~/.cache/nmt/tokenized`).
+SentencePiece models are cached the same way (`sentencepiece/`, keyed by the data fingerprint and the tokenizer
+settings; SentencePiece training is deterministic), so a second run into another run directory neither retrains
+them nor tokenizes. The root is `$NMT_CACHE_DIR`, else `$XDG_CACHE_HOME/nmt` (`~/.cache/nmt`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from typing import Protocol
 
 import numpy as np
 
+from nmt.config import TokenizerConfig
 from nmt.data import TokenizedCorpus
 from nmt.errors import NMTError
-from nmt.files import atomic_write_json
+from nmt.files import atomic_write_bytes, atomic_write_json
+from nmt.tokenizer import Tokenizer, train_sentencepiece
 
 FORMAT = 1
 MAX_ENTRIES = 4
+MAX_TOKENIZERS = 16
 ENCODE_BATCH = 10_000  # sentences encoded per call
 META_FILE = "meta.json"
 
@@ -41,12 +46,12 @@ class Encoder(Protocol):
     def encode(self, texts: list[str]) -> list[list[int]]: ...
 
 
-def cache_root() -> Path:
+def cache_root(kind: str = "tokenized") -> Path:
     explicit = os.environ.get("NMT_CACHE_DIR")
     if explicit:
-        return Path(explicit).expanduser() / "tokenized"
+        return Path(explicit).expanduser() / kind
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "nmt" / "tokenized"
+    return Path(base) / "nmt" / kind
 
 
 def cache_key(data_fingerprint: str, src_model: bytes, tgt_model: bytes) -> str:
@@ -65,7 +70,7 @@ def _encode_side(ds, column: str, tok: Encoder, dtype: np.dtype, path: Path) -> 
     """Stream one column's ids to a raw file (never the whole corpus in memory); returns the lengths."""
     lengths: list[np.ndarray] = []
     with open(path, "wb") as f:
-        for batch in ds.iter(batch_size=ENCODE_BATCH):
+        for batch in ds.select_columns([column]).iter(batch_size=ENCODE_BATCH):
             ids = tok.encode(batch[column])
             n = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
             flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(n.sum()))
@@ -181,3 +186,29 @@ def cached_tokenize(
             raise
     _evict(root, entry, source, data_fingerprint)
     return open_entry(entry), False
+
+
+def sentences(ds, columns: tuple[str, ...]) -> Iterator[str]:
+    for batch in ds.iter(batch_size=1000):
+        for column in columns:
+            yield from batch[column]
+
+
+def cached_sentencepiece(ds, columns: tuple[str, ...], path: Path, config: TokenizerConfig) -> Tokenizer:
+    """The SentencePiece model trained on `columns` of `ds` with `config`, written to `path`: copied from the cache
+    when this data and these settings were seen before, else trained and cached."""
+    root = cache_root("sentencepiece")
+    settings = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    key = hashlib.sha256(f"v{FORMAT}\0{ds._fingerprint}\0{','.join(columns)}\0{settings}".encode()).hexdigest()[:32]
+    cached = root / f"{key}.model"
+    if cached.is_file():
+        atomic_write_bytes(path, cached.read_bytes())
+        os.utime(cached)
+        return Tokenizer.load(path)
+    tokenizer = train_sentencepiece(sentences(ds, columns), path, config)
+    with contextlib.suppress(OSError, NMTError):  # a cache that cannot be written only costs time
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(cached, path.read_bytes())
+        for old in sorted(root.glob("*.model"), key=lambda p: p.stat().st_mtime, reverse=True)[MAX_TOKENIZERS:]:
+            old.unlink(missing_ok=True)
+    return tokenizer

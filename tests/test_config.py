@@ -84,21 +84,6 @@ def test_dump_roundtrip():
     assert config_from_dict(yaml.safe_load(dump_config(config)), "x") == config
 
 
-def test_readme_documents_every_config_key():
-    from pathlib import Path
-
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    missing = []
-    for section, field in Config.model_fields.items():
-        keys = (
-            [section]
-            if not hasattr(field.annotation, "model_fields")
-            else [f"{section}.{k}" for k in field.annotation.model_fields]
-        )
-        missing += [k for k in keys if f"`{k}`" not in readme]
-    assert not missing, f"README config reference lacks {missing}"
-
-
 def test_translation_batch_holds_a_fixed_number_of_hypotheses_unless_set():
     decode = Config().decode
     assert decode.batch_size is None

@@ -73,7 +73,7 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=SEARCH_DTYPES,
         help="search precision: fp32, bf16, int8 (dynamic, CPU), int8+bf16 (int8 RNN, bf16 output layer), or auto "
-        "(the model config's decode.dtype; its default picks the fastest on this machine, fp32 without native bf16)",
+        "(int8+bf16 where bf16 is native, else fp32); default: the model config's decode.dtype (fp32)",
     )
     parser.add_argument("--quantize", choices=["int8"], help="same as --dtype int8 (older spelling)")
 

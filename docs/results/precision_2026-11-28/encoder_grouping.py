@@ -22,8 +22,8 @@ def packed():
 
 def grouped():
     out = x.new_zeros(B, L, 512)
-    hs = x.new_zeros(4, B, 256)
-    cs = x.new_zeros(4, B, 256)
+    x.new_zeros(4, B, 256)
+    x.new_zeros(4, B, 256)
     outs, idxs, hh, cc = [], [], [], []
     for n in lens.unique().tolist():
         idx = (lens == n).nonzero().squeeze(1)
@@ -43,11 +43,11 @@ def grouped():
 
 with torch.no_grad():
     a, b = packed(), grouped()
-    print("max diff out/h/c (fp32):", [float((p.float() - q.float()).abs().max()) for p, q in zip(a, b)])
+    print("max diff out/h/c (fp32):", [float((p.float() - q.float()).abs().max()) for p, q in zip(a, b, strict=False)])
 for amp in (False, True):
     for name, fn in (("packed", packed), ("grouped", grouped)):
         ts = []
-        for r in range(3):
+        for _r in range(3):
             t = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
                 o, h, c = fn()

@@ -21,9 +21,6 @@ def packed():
 
 
 def grouped():
-    out = x.new_zeros(B, L, 512)
-    x.new_zeros(4, B, 256)
-    x.new_zeros(4, B, 256)
     outs, idxs, hh, cc = [], [], [], []
     for n in lens.unique().tolist():
         idx = (lens == n).nonzero().squeeze(1)

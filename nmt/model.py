@@ -26,9 +26,9 @@ class Bridge(nn.Module):
     A linear map of the concatenated final states handles any mismatch of directions, layers or sizes.
     """
 
-    def __init__(self, *, shapes: Shapes):
+    def __init__(self, *, config: ModelConfig, shapes: Shapes):
         super().__init__()
-        self.kind = "linear" if shapes.bridge_maps else "zero"
+        self.kind = config.bridge
         self.dec_layers, self.dec_hidden = shapes.decoder_layers, shapes.decoder_hidden
         enc_states = shapes.encoder_layers * shapes.memory  # every layer's final state, both directions
         self.maps = nn.ModuleList(
@@ -60,7 +60,7 @@ class Seq2Seq(nn.Module):
         tgt_emb = _embedding(tgt_vocab, config.embedding_dim)
         src_emb = tgt_emb if config.tie_src_tgt_embeddings else _embedding(src_vocab, config.embedding_dim)
         self.encoder = Encoder(config=config, shapes=shapes, embedding=src_emb)
-        self.bridge = Bridge(shapes=shapes)
+        self.bridge = Bridge(config=config, shapes=shapes)
         self.decoder = Decoder(config=config, shapes=shapes, embedding=tgt_emb)
 
     def context_vector(self, final: Hidden) -> torch.Tensor:

@@ -12,6 +12,7 @@ from typing import IO
 
 from nmt import __version__
 from nmt.errors import NMTError
+from nmt.precision import add_dtype_argument
 
 SPLIT_ROLES = {"train": "train_split", "valid": "valid_split", "validation": "valid_split", "test": "test_split"}
 
@@ -32,11 +33,13 @@ def _add_decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, help="sentences per batch (default: the config's)")
     p.add_argument("--length-penalty", type=float, help="GNMT length-penalty alpha (default: the config's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
-    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the RNN and linear layers")
+    add_dtype_argument(p)
     p.add_argument("--threads", type=_positive, help="torch threads (default: one per core)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `nmt` parser. With `command` (the sub-command on the command line), the options of the other heavy
+    sub-commands (serve, bench) are left out, so that `nmt translate` does not import the server or benchmarks."""
     parser = argparse.ArgumentParser(prog="nmt", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nmt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,17 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write scores, signatures, hypotheses and their scores to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
-    from serve import app as serve_app
-
     p = sub.add_parser("serve", help="serve a trained model over HTTP (LitServe)")
-    serve_app.add_arguments(p)
-    p.set_defaults(func=serve_app.run_from_args)
+    if command in (None, "serve"):
+        from serve import app as serve_app
 
-    from nmt import bench
+        serve_app.add_arguments(p)
+        p.set_defaults(func=serve_app.run_from_args)
 
     p = sub.add_parser("bench", help="benchmarks (serve: load-test a running server)")
-    bench.add_arguments(p)
+    if command in (None, "bench"):
+        from nmt import bench
+
+        bench.add_arguments(p)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The sub-command named on the command line (the first argument not starting with '-'), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -106,7 +116,7 @@ def _translator(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    translator = Translator.from_run_dir(args.model, device=args.device, quantize=args.quantize)
+    translator = Translator.from_run_dir(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
     if args.length_penalty is not None:
         translator.config.decode.length_penalty = args.length_penalty
     return translator
@@ -188,7 +198,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     hypotheses = [r[0].text for r in results]
     scores = corpus_scores(hypotheses, references, lowercase=args.lowercase)
-    print(f"{name}: {len(sources)} sentences, beam {beam}, {seconds:.1f} s")
+    print(f"{name}: {len(sources)} sentences, beam {beam}, {seconds:.1f} s, {translator.precision}")
     for metric in scores.values():
         print(metric["text"])
         print(f"  signature: {metric['signature']}")
@@ -199,6 +209,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "model": str(args.model),
             "data": name,
             "beam_size": beam,
+            "dtype": translator.dtype,
             "length_penalty": translator.config.decode.length_penalty,
             "sentences": len(sources),
             "seconds": round(seconds, 2),
@@ -223,7 +234,8 @@ def openmp_defaults() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     openmp_defaults()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

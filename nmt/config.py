@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nmt.errors import NMTError
+from nmt.precision import SearchDtype, TrainPrecision
 
 
 class Section(BaseModel):
@@ -69,6 +70,18 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
+    @model_validator(mode="before")
+    @classmethod
+    def _amp(cls, raw: Any) -> Any:
+        """Configs written before `precision` existed carry `amp` (GPU-only bf16): read it as the precision."""
+        if isinstance(raw, dict) and "amp" in raw:
+            raw = dict(raw)
+            amp = raw.pop("amp")
+            if not isinstance(amp, bool):
+                raise ValueError("'amp' (now train.precision) must be true or false")
+            raw.setdefault("precision", "bf16" if amp else "fp32")
+        return raw
+
     batch_tokens: int = Field(4000, ge=1)  # padded tokens per batch: rows x (longest of source and target + 1)
     max_epochs: int = Field(30, ge=1)
     max_steps: int | None = Field(None, ge=1)
@@ -90,7 +103,7 @@ class TrainConfig(Section):
     valid_beam_size: int = Field(1, ge=1)
     max_nonfinite_steps: int = Field(5, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = False  # bfloat16 autocast on GPU
+    precision: TrainPrecision = "fp32"  # bf16: autocast, fp32 master weights; auto: bf16 where native (nmt.precision)
     threads: int | None = Field(None, ge=1)
     log_every_steps: int = Field(50, ge=1)
 
@@ -107,6 +120,7 @@ class DecodeConfig(Section):
         return self.batch_size or max(1, self.batch_rows // beam_size)
 
     max_beam_size: int = Field(16, ge=1)  # cap for server requests
+    dtype: SearchDtype = "fp32"  # search precision; auto: int8+bf16 where bf16 is native (nmt.precision)
 
 
 class Config(Section):

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from nmt.attention import BahdanauAttention, LuongAttention
+from nmt.config import ModelConfig
 from nmt.encoder import RNN_CELLS
+from nmt.shapes import Shapes
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # (layers, batch, hidden), (h, c) for LSTM
 
@@ -56,54 +58,33 @@ def top_layer(hidden: Hidden) -> torch.Tensor:
 
 
 class Decoder(nn.Module):
-    def __init__(
-        self,
-        embedding: nn.Embedding,
-        cell: str,
-        hidden_size: int,
-        layers: int,
-        dropout: float,
-        embedding_dropout: float,
-        attention: str,
-        luong_score: str,
-        input_feeding: bool,
-        feed_context: bool,
-        memory_size: int,
-        readout_dim: int,
-        tie_embeddings: bool,
-    ):
+    def __init__(self, *, config: ModelConfig, shapes: Shapes, embedding: nn.Embedding):
         super().__init__()
-        emb_dim = embedding.embedding_dim
         self.embedding = embedding
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.attention_type = attention
-        self.feed_context = feed_context and attention == "none"
-        self.input_feeding = input_feeding and attention == "luong"
-        self.readout_dim = readout_dim
-        if attention == "bahdanau":
-            self.attention = BahdanauAttention(hidden_size, memory_size, hidden_size)
-        elif attention == "luong":
-            self.attention = LuongAttention(hidden_size, memory_size, luong_score)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.attention_type = shapes.attention
+        self.feed_context = shapes.feed_context
+        self.input_feeding = shapes.input_feeding
+        self.readout_dim = shapes.readout
+        if shapes.attention == "bahdanau":
+            self.attention = BahdanauAttention(shapes.decoder_hidden, shapes.memory, shapes.decoder_hidden)
+        elif shapes.attention == "luong":
+            self.attention = LuongAttention(shapes.decoder_hidden, shapes.memory, config.luong_score)
         else:
             self.attention = None
-        context_in = memory_size if (attention == "bahdanau" or self.feed_context) else 0
-        feed_in = readout_dim if self.input_feeding else 0
-        self.rnn = RNN_CELLS[cell](
-            emb_dim + context_in + feed_in,
-            hidden_size,
-            num_layers=layers,
+        self.rnn = RNN_CELLS[config.cell](
+            shapes.decoder_input,
+            shapes.decoder_hidden,
+            num_layers=shapes.decoder_layers,
             batch_first=True,
-            dropout=dropout if layers > 1 else 0.0,
+            dropout=config.dropout if shapes.decoder_layers > 1 else 0.0,
         )
-        readout_in = hidden_size + (memory_size if (attention != "none" or self.feed_context) else 0)
-        readout_in += emb_dim if attention != "luong" else 0
-        self.readout = nn.Linear(readout_in, readout_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(readout_dim, embedding.num_embeddings)
-        if tie_embeddings:
+        self.readout = nn.Linear(shapes.readout_input, shapes.readout)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(shapes.readout, shapes.tgt_vocab)
+        if config.tie_embeddings:
             self.output.weight = embedding.weight
-        # Bahdanau reads the previous hidden state and input feeding the previous output: one step at a time.
-        self.stepwise = attention == "bahdanau" or self.input_feeding
+        self.stepwise = shapes.stepwise
 
     def initial_feed(self, batch: int, like: torch.Tensor) -> torch.Tensor | None:
         return like.new_zeros(batch, self.readout_dim) if self.input_feeding else None

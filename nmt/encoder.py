@@ -1,4 +1,5 @@
-"""The many-to-one encoder: an RNN over the source that yields its states and a summary context vector."""
+"""The encoder: an RNN over the source that yields its states (for attention) and the final states of every layer
+and direction (for the bridge to the decoder; `Seq2Seq.context_vector` builds the summary vector from them)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from nmt.config import ModelConfig
+from nmt.shapes import Shapes
 
 RNN_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -27,30 +31,19 @@ def reverse_padded(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    def __init__(
-        self,
-        embedding: nn.Embedding,
-        cell: str,
-        hidden_size: int,
-        layers: int,
-        bidirectional: bool,
-        dropout: float,
-        embedding_dropout: float,
-        reverse_source: bool,
-    ):
+    def __init__(self, *, config: ModelConfig, shapes: Shapes, embedding: nn.Embedding):
         super().__init__()
         self.embedding = embedding
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.reverse_source = reverse_source
-        self.rnn = RNN_CELLS[cell](
-            embedding.embedding_dim,
-            hidden_size,
-            num_layers=layers,
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.reverse_source = config.reverse_source
+        self.rnn = RNN_CELLS[config.cell](
+            shapes.embedding,
+            shapes.encoder_hidden,
+            num_layers=shapes.encoder_layers,
             batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if layers > 1 else 0.0,
+            bidirectional=shapes.directions == 2,
+            dropout=config.dropout if shapes.encoder_layers > 1 else 0.0,
         )
-        self.output_size = hidden_size * (2 if bidirectional else 1)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         if self.reverse_source:

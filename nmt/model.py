@@ -8,6 +8,7 @@ from torch import nn
 from nmt.config import ModelConfig
 from nmt.decoder import Decoder, DecoderState, Hidden, Memory
 from nmt.encoder import Encoder
+from nmt.shapes import Shapes
 from nmt.tokenizer import PAD_ID
 
 
@@ -25,12 +26,15 @@ class Bridge(nn.Module):
     A linear map of the concatenated final states handles any mismatch of directions, layers or sizes.
     """
 
-    def __init__(self, kind: str, cell: str, enc_states: int, enc_hidden: int, dec_layers: int, dec_hidden: int):
+    def __init__(self, *, config: ModelConfig, shapes: Shapes):
         super().__init__()
-        self.kind, self.dec_layers, self.dec_hidden = kind, dec_layers, dec_hidden
-        n_maps = (2 if cell == "lstm" else 1) if kind == "linear" else 0
-        self.maps = nn.ModuleList(nn.Linear(enc_states * enc_hidden, dec_layers * dec_hidden) for _ in range(n_maps))
-        self.is_lstm = cell == "lstm"
+        self.kind = config.bridge
+        self.dec_layers, self.dec_hidden = shapes.decoder_layers, shapes.decoder_hidden
+        enc_states = shapes.encoder_layers * shapes.memory  # every layer's final state, both directions
+        self.maps = nn.ModuleList(
+            nn.Linear(enc_states, shapes.decoder_layers * shapes.decoder_hidden) for _ in range(shapes.bridge_maps)
+        )
+        self.is_lstm = shapes.cell == "lstm"
 
     def _map(self, linear: nn.Linear, h: torch.Tensor) -> torch.Tensor:
         batch = h.size(1)
@@ -52,50 +56,17 @@ class Seq2Seq(nn.Module):
     def __init__(self, config: ModelConfig, src_vocab: int, tgt_vocab: int):
         super().__init__()
         self.config = config
-        directions = 2 if config.bidirectional else 1
-        readout = config.readout_dim or (config.embedding_dim if config.tie_embeddings else config.hidden_size)
+        self.shapes = shapes = Shapes.of(config, src_vocab, tgt_vocab)  # every derived size, computed once
         tgt_emb = _embedding(tgt_vocab, config.embedding_dim)
         src_emb = tgt_emb if config.tie_src_tgt_embeddings else _embedding(src_vocab, config.embedding_dim)
-        enc_hidden = config.encoder_hidden_size or config.hidden_size
-        self.encoder = Encoder(
-            src_emb,
-            config.cell,
-            enc_hidden,
-            config.encoder_layers,
-            config.bidirectional,
-            config.dropout,
-            config.embedding_dropout,
-            config.reverse_source,
-        )
-        self.bridge = Bridge(
-            config.bridge,
-            config.cell,
-            config.encoder_layers * directions,
-            enc_hidden,
-            config.decoder_layers,
-            config.hidden_size,
-        )
-        self.decoder = Decoder(
-            tgt_emb,
-            config.cell,
-            config.hidden_size,
-            config.decoder_layers,
-            config.dropout,
-            config.embedding_dropout,
-            config.attention,
-            config.luong_score,
-            config.input_feeding,
-            config.feed_context,
-            self.encoder.output_size,
-            readout,
-            config.tie_embeddings,
-        )
-        self.directions = directions
+        self.encoder = Encoder(config=config, shapes=shapes, embedding=src_emb)
+        self.bridge = Bridge(config=config, shapes=shapes)
+        self.decoder = Decoder(config=config, shapes=shapes, embedding=tgt_emb)
 
     def context_vector(self, final: Hidden) -> torch.Tensor:
         """The source summary: the top encoder layer's final state, both directions concatenated."""
         h = final[0] if isinstance(final, tuple) else final
-        top = h.view(self.config.encoder_layers, self.directions, h.size(1), h.size(2))[-1]
+        top = h.view(self.shapes.encoder_layers, self.shapes.directions, h.size(1), h.size(2))[-1]
         return top.transpose(0, 1).reshape(h.size(1), -1)  # (batch, hidden * directions)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:

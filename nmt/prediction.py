@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,9 @@ import torch
 from nmt.bundle import Bundle, load_bundle
 from nmt.config import Config
 from nmt.data import pad_sources
+from nmt.errors import NMTError
 from nmt.model import Seq2Seq
+from nmt.precision import autocast, describe, prepare_for_search, resolve_search_dtype
 from nmt.search import beam_search, greedy_search, max_output_lengths
 from nmt.tokenizer import Tokenizer
 
@@ -21,15 +22,6 @@ from nmt.tokenizer import Tokenizer
 class Translation:
     text: str
     score: float  # length-normalized log-probability (see nmt.search)
-
-
-def quantize_int8(model: Seq2Seq) -> Seq2Seq:
-    """Dynamic int8 quantization of the RNN and linear layers (CPU inference)."""
-    from torch import nn
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch deprecates the quantized tensor constructors it uses here
-        return torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -41,23 +33,41 @@ def resolve_device(name: str = "auto") -> torch.device:
 class Translator:
     """Turns sentences into n-best translations in length-sorted batches, preserving input order."""
 
-    def __init__(self, model: Seq2Seq, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, config: Config):
-        self.model = model
+    def __init__(
+        self,
+        model: Seq2Seq,
+        src_tokenizer: Tokenizer,
+        tgt_tokenizer: Tokenizer,
+        config: Config,
+        dtype: str = "fp32",
+    ):
+        """`dtype` is a resolved search precision (`nmt.precision`); "auto" is resolved here for the model's device."""
+        self.device = next(model.parameters()).device
+        self.dtype = resolve_search_dtype(dtype, self.device)
+        self.model = prepare_for_search(model, self.dtype)
         self.src_tokenizer = src_tokenizer
         self.tgt_tokenizer = tgt_tokenizer
         self.config = config
-        self.device = next(model.parameters()).device
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle) -> Translator:
-        return cls(bundle.model, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config)
+    def from_bundle(cls, bundle: Bundle, dtype: str | None = None) -> Translator:
+        """`dtype`: a search precision; None: the bundle config's `decode.dtype`."""
+        dtype = dtype or bundle.config.decode.dtype
+        return cls(bundle.model, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config, dtype)
 
     @classmethod
-    def from_run_dir(cls, run_dir: str | Path, device: str = "cpu", quantize: str | None = None) -> Translator:
-        bundle = load_bundle(run_dir, resolve_device(device))
-        if quantize == "int8":
-            bundle.model = quantize_int8(bundle.model)
-        return cls.from_bundle(bundle)
+    def from_run_dir(
+        cls, run_dir: str | Path, device: str = "cpu", dtype: str | None = None, quantize: str | None = None
+    ) -> Translator:
+        """`quantize="int8"` is the older spelling of `dtype="int8"`."""
+        if quantize is not None and dtype is not None and dtype != quantize:
+            raise NMTError(f"--quantize {quantize} and --dtype {dtype} disagree: give one of them")
+        return cls.from_bundle(load_bundle(run_dir, resolve_device(device)), dtype or quantize)
+
+    @property
+    def precision(self) -> str:
+        """Which precision this translator searches in, for logs and reports."""
+        return describe(self.dtype, self.device)
 
     def translate(
         self,
@@ -85,7 +95,7 @@ class Translator:
         order = sorted(range(len(todo)), key=lambda j: len(ids[j]))
         was_training = self.model.training
         self.model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.dtype, self.device):
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 src, lengths = pad_sources([ids[j] for j in chunk])

@@ -24,6 +24,7 @@ from nmt.evaluation import bleu
 from nmt.files import atomic_write_text
 from nmt.loss import sequence_loss
 from nmt.model import Seq2Seq, count_parameters
+from nmt.precision import autocast, describe, resolve_train_precision
 from nmt.prediction import Translator, resolve_device
 from nmt.reporting import Reporter
 from nmt.token_cache import cached_sentencepiece, cached_tokenize
@@ -37,6 +38,7 @@ RESUMABLE_KEYS = {
     "train.early_stopping_patience",
     "train.threads",
     "train.device",
+    "train.precision",
     "train.log_every_steps",
     "train.checkpoint_every_steps",
     "data.path",
@@ -289,6 +291,7 @@ class Run:
         device = resolve_device(config.train.device)
         self.dist = Distributed.from_env(device)
         self.device = self.dist.device(device)
+        self.precision = resolve_train_precision(config.train.precision, self.device)
         self.reporter = Reporter(run_dir, config, self.dist.is_main, show_progress)
         if self.dist.is_main:  # the main process writes the run directory, trains SentencePiece and tokenizes first
             prepare_run_dir(run_dir, config, resume)
@@ -313,7 +316,8 @@ class Run:
         self.clock_start, self.clock_base = time.perf_counter(), 0.0
         self.reporter.log(
             f"run {run_dir}: {count_parameters(self.model):,} parameters, vocab {self.vocab[0]}/{self.vocab[1]}, "
-            f"{len(self.data.train_indices):,} training pairs, device {self.device}, {self.dist.world} process(es)"
+            f"{len(self.data.train_indices):,} training pairs, device {self.device}, {self.dist.world} process(es), "
+            f"{describe(self.precision, self.device)}"
         )
 
     def initial_state(self, resume: bool) -> TrainState:
@@ -348,8 +352,7 @@ class Run:
         """The per-batch work: forward, loss, backward (gradients accumulate in `.grad`). Returns this process's
         (normalized loss, NLL sum). Mixed precision wraps the forward here."""
         cfg = self.config.train
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda")
-        with autocast:
+        with autocast(self.precision, self.device):
             logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in, cfg.teacher_forcing)
         loss_sum, nll_sum = sequence_loss(logits, batch.tgt_out, cfg.label_smoothing)
         # Gradients are averaged over processes, so each divides by its share of the global normalizer.

@@ -55,6 +55,7 @@ class TranslationAPI(ls.LitAPI):
         model_dir: str,
         threads: int,
         quantize: str | None = None,
+        dtype: str | None = None,
         api_key: str | None = None,
         log_level: str = "info",
         max_batch_size: int = 16,
@@ -65,6 +66,7 @@ class TranslationAPI(ls.LitAPI):
         self.model_dir = model_dir
         self.threads = threads
         self.quantize = quantize
+        self.dtype = dtype
         self.api_key = api_key
         self.log_level = log_level
         self.translator = None
@@ -79,16 +81,19 @@ class TranslationAPI(ls.LitAPI):
         torch.set_num_threads(self.threads)
         start = time.perf_counter()
         try:
-            self.translator = Translator.from_run_dir(self.model_dir, device=device, quantize=self.quantize)
+            self.translator = Translator.from_run_dir(
+                self.model_dir, device=device, dtype=self.dtype, quantize=self.quantize
+            )
         except NMTError as e:  # a user error: one line, no traceback (LitServe would log one as it stops the worker)
             logger.error("cannot load the model: %s", e)
             logging.getLogger("litserve.loops.loops").disabled = True
             raise
         self.translator.translate(["warm-up"], beam_size=2)  # an exception here fails the worker: /health stays 503
         logger.info(
-            "worker ready: model %s on %s, %d torch thread(s), loaded in %.1f s",
+            "worker ready: model %s on %s, %s, %d torch thread(s), loaded in %.1f s",
             self.model_dir,
             device,
+            self.translator.precision,
             torch.get_num_threads(),
             time.perf_counter() - start,
         )

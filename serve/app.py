@@ -5,6 +5,7 @@ import argparse
 import os
 
 from nmt.errors import NMTError
+from nmt.precision import add_dtype_argument
 
 API_KEY_ENV = "NMT_API_KEY"
 PORT_ENV = "NMT_PORT"  # also read by the Docker HEALTHCHECK
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch threads per worker (default: 1; scale with --workers, see the README's Serving section)",
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="default: cpu")
-    parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+    add_dtype_argument(parser)
     group = parser.add_argument_group("batching")
     group.add_argument(
         "--max-batch-size", type=_positive_int, default=16, help="requests gathered into one search (default: 16)"

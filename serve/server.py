@@ -91,6 +91,7 @@ def model_info(model_dir: Path, config: Config, args: argparse.Namespace, limits
         "max_batch_size": args.max_batch_size,
         "batch_timeout": args.batch_timeout,
         "quantize": args.quantize,
+        "dtype": args.dtype,
     }
     return info
 
@@ -117,6 +118,7 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
         str(model_dir.resolve()),
         threads=args.threads,
         quantize=args.quantize,
+        dtype=args.dtype,
         api_key=args.api_key,
         log_level=args.log_level,
         max_batch_size=args.max_batch_size,

@@ -23,6 +23,8 @@ def test_bench_train_reports_throughput_and_flops(tmp_path):
         "3",
         "--warmup",
         "1",
+        "--set",
+        "train.precision=bf16",
         "--json",
         report,
     )
@@ -30,7 +32,8 @@ def test_bench_train_reports_throughput_and_flops(tmp_path):
         "target tokens/s:",
         "source+target tokens/s:",
         "achieved matmul:",
-        "measured fp32 matmul peak:",
+        "precision: precision bf16 on cpu",
+        "measured bf16 matmul peak:",
         "fraction of peak:",
         "machine:",
     ):
@@ -40,6 +43,7 @@ def test_bench_train_reports_throughput_and_flops(tmp_path):
         r["steps"] == 3 and r["target_tokens_per_s"] > 0 and r["source_target_tokens_per_s"] > r["target_tokens_per_s"]
     )
     assert 0 < r["fraction_of_peak"] < 2 and r["peak_gflops"] > 0
+    assert r["precision"] == "bf16" and set(r["peaks_gflops"]) == {"bf16"}  # against the peak of what ran
     assert {"cpu", "cores", "torch", "torch_threads"} <= set(r["machine"])
 
 
@@ -50,6 +54,7 @@ def test_bench_translate_default_test_set_with_bleu(tiny_run, tmp_path):
     r = json.loads(report.read_text())
     assert r["sentences"] == 1000 and r["input"].endswith("test_2016_flickr.de")
     assert r["whole_process_seconds"] > r["translate_seconds"] > 0 and r["peak_memory_mib"] > 0
+    assert r["dtype"] == "fp32" and r["peak_gflops"] == max(r["peaks_gflops"].values())
     # The BLEU is the one `nmt evaluate` gives for the same model, split and beam: the same hypotheses scored
     # against the test set's references (a wrong reference file, order or tokenization would change it).
     evaluated = tmp_path / "evaluate.json"
@@ -79,7 +84,8 @@ def test_bench_translate_int8_and_own_files(tiny_run, tmp_path):
         report,
     )
     r = json.loads(report.read_text())
-    assert r["quantize"] == "int8" and r["sentences"] == 40
+    assert r["quantize"] == "int8" and r["dtype"] == "int8" and r["sentences"] == 40 and "bleu" in r
+    assert set(r["peaks_gflops"]) == {"int8"} and r["achieved_gflops"] > 0 and r["fraction_of_peak"] > 0
     evaluated = tmp_path / "evaluate.json"
     files = ["--src", tmp_path / "s.de", "--ref", tmp_path / "r.en"]
     run_nmt("evaluate", "--model", tiny_run, *files, "--quantize", "int8", "--json", evaluated)

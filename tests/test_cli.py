@@ -2,9 +2,11 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
-from conftest import DATA_DIR, run_nmt
+from conftest import DATA_DIR, nmt_env, run_nmt
 from synthetic import reversal_pairs, write_reversal_task
 
 pytestmark = pytest.mark.slow  # every test trains a model with `nmt train` (synthetic task or tiny Multi30k config)
@@ -182,3 +184,16 @@ def test_input_without_any_token_translates_to_an_empty_line(reversal_run):
     proc = run_nmt("translate", "--model", run_dir, "--threads", "1", input="a b\n\u200b\u200b\nc\n")
     assert proc.stdout.split("\n")[1] == ""
     assert len(proc.stdout.split("\n")) == 4
+
+
+def test_translate_imports_neither_the_server_nor_the_benchmarks(tmp_path):
+    """Start-up: `nmt translate` builds only its own options (serve and bench import much more)."""
+    code = (
+        "import sys; from nmt.cli import main; rc = main(['translate', '--model', sys.argv[1]]); "
+        "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('serve', 'litserve', 'fastapi') "
+        "or m.startswith('nmt.bench')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "missing")], capture_output=True, text=True, env=nmt_env()
+    )
+    assert proc.stdout.split(None, 1) == ["2", "[]\n"], proc.stdout + proc.stderr

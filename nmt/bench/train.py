@@ -34,7 +34,8 @@ def bench_train(args: argparse.Namespace) -> int:
 
     from nmt.config import load_config
     from nmt.data import make_batches
-    from nmt.flops import measure_matmul_peak, training_flops
+    from nmt.flops import peak_for, training_flops
+    from nmt.precision import describe
     from nmt.training import Run
 
     if args.threads:
@@ -62,9 +63,7 @@ def bench_train(args: argparse.Namespace) -> int:
         src_tokens = sum(int(corpus.src_lengths[i].sum()) + len(i) for i in timed)
         tgt_tokens = sum(run.target_tokens(i) for i in timed)
         flops = sum(
-            training_flops(
-                config.model, run.vocab[1], (corpus.src_lengths[i] + 1).tolist(), (corpus.tgt_lengths[i] + 1).tolist()
-            )
+            training_flops(run.model.shapes, (corpus.src_lengths[i] + 1).tolist(), (corpus.tgt_lengths[i] + 1).tolist())
             for i in timed
         )
         start = time.perf_counter()
@@ -73,7 +72,8 @@ def bench_train(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - start
         params = sum(p.numel() for p in run.model.parameters())
         run.dist.close()
-    peak = measure_matmul_peak()
+    precision = run.precision
+    peak, peaks = peak_for(precision)
     achieved = flops / seconds / 1e9
     report = {
         "benchmark": "train",
@@ -88,7 +88,9 @@ def bench_train(args: argparse.Namespace) -> int:
         "target_tokens_per_s": round(tgt_tokens / seconds),
         "source_target_tokens_per_s": round((src_tokens + tgt_tokens) / seconds),
         "achieved_gflops": round(achieved, 1),
+        "precision": precision,
         "peak_gflops": round(peak, 1),
+        "peaks_gflops": {k: round(v, 1) for k, v in peaks.items()},
         "fraction_of_peak": round(achieved / peak, 3),
         "machine": machine_info(),
     }
@@ -97,7 +99,8 @@ def bench_train(args: argparse.Namespace) -> int:
         f"target tokens/s: {report['target_tokens_per_s']:,}",
         f"source+target tokens/s: {report['source_target_tokens_per_s']:,}",
         f"achieved matmul: {achieved:.1f} GFLOP/s",
-        f"measured fp32 matmul peak: {peak:.1f} GFLOP/s",
+        f"precision: {describe(precision, run.device)}",
+        f"measured {precision} matmul peak: {peak:.1f} GFLOP/s",
         f"fraction of peak: {achieved / peak:.1%}",
         machine_line(report["machine"]),
     )

@@ -1,0 +1,136 @@
+"""Numeric precision: which fast number formats this machine has, and how training and search use them.
+
+Training runs the forward pass and the loss under bf16 autocast (`torch.autocast`) while the weights, their
+gradients and Adam's moments stay fp32. Search runs in one of `SEARCH_DTYPES`:
+  fp32       as trained;
+  bf16       under bf16 autocast: the LSTM (oneDNN), attention, readout and output layer in bf16;
+  int8       dynamic int8 quantization of the RNN and every linear layer;
+  int8+bf16  int8 RNN and inner linear layers, the output layer (the 8,000-way softmax input) in bf16.
+"auto" picks the fast choice on a machine with native bf16 (CPU: avx512_bf16 or AMX; GPU: one that supports bf16)
+and fp32, exactly as before, anywhere else. The shipped defaults stay fp32 until the quality of the fast settings
+is measured on real data (docs/performance.md says why and how).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args
+
+from nmt.errors import NMTError
+
+if TYPE_CHECKING:
+    import torch
+
+    from nmt.model import Seq2Seq
+
+TrainPrecision = Literal["auto", "fp32", "bf16"]
+SearchDtype = Literal["auto", "fp32", "bf16", "int8", "int8+bf16"]
+TRAIN_PRECISIONS: tuple[str, ...] = get_args(TrainPrecision)
+SEARCH_DTYPES: tuple[str, ...] = get_args(SearchDtype)
+# What "auto" means where bf16 is native; fp32 wherever it is not.
+AUTO_TRAIN = "bf16"
+AUTO_SEARCH = "int8+bf16"
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def bf16_native(device: torch.device | str = "cpu") -> bool:
+    """True where bf16 arithmetic runs in hardware: a CUDA GPU that supports it, or a CPU with avx512_bf16/AMX
+    and a torch built with oneDNN (which then runs bf16 matmuls and LSTMs natively)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    return any(flag in cpu_flags() for flag in CPU_BF16_FLAGS)
+
+
+def cpu_bf16_note() -> str:
+    flags = [f for f in CPU_BF16_FLAGS if f in cpu_flags()]
+    return f"native bf16: {', '.join(flags)}" if flags else "no native bf16 on this CPU"
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    """The `--dtype` option of translate, evaluate, serve and bench translate (with `--quantize`, its old alias)."""
+    parser.add_argument(
+        "--dtype",
+        choices=SEARCH_DTYPES,
+        help="search precision: fp32, bf16, int8 (dynamic, CPU), int8+bf16 (int8 RNN, bf16 output layer), or auto "
+        "(int8+bf16 where bf16 is native, else fp32); default: the model config's decode.dtype (fp32)",
+    )
+    parser.add_argument("--quantize", choices=["int8"], help="same as --dtype int8 (older spelling)")
+
+
+def resolve_train_precision(requested: str, device: torch.device | str) -> str:
+    """The training precision that runs: `requested`, with "auto" resolved for this machine."""
+    if requested == "auto":
+        return AUTO_TRAIN if bf16_native(device) else "fp32"
+    return requested
+
+
+def resolve_search_dtype(requested: str, device: torch.device | str) -> str:
+    """The search precision that runs: `requested`, with "auto" resolved; int8 is CPU-only."""
+    import torch
+
+    device = torch.device(device)
+    if requested not in SEARCH_DTYPES:
+        raise NMTError(f"unknown dtype '{requested}' (choose from {', '.join(SEARCH_DTYPES)})")
+    if requested == "auto":
+        if not bf16_native(device):
+            return "fp32"
+        return AUTO_SEARCH if device.type == "cpu" else "bf16"
+    if requested.startswith("int8") and device.type != "cpu":
+        raise NMTError(f"dtype {requested} (dynamic int8 quantization) runs on CPU only, not on {device}")
+    return requested
+
+
+def describe(precision: str, device: torch.device | str) -> str:
+    """One log line: which precision runs, and whether bf16 is native here."""
+    import torch
+
+    device = torch.device(device)
+    native = bf16_native(device)
+    where = cpu_bf16_note() if device.type == "cpu" else ("bf16 supported" if native else "no bf16 support")
+    slow = " (bf16 emulated: likely slower than fp32)" if "bf16" in precision and not native else ""
+    return f"precision {precision} on {device.type} ({where}){slow}"
+
+
+def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for the precisions that use it; a no-op context for fp32 and int8."""
+    import torch
+
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision in ("bf16", "int8+bf16"))
+
+
+def prepare_for_search(model: Seq2Seq, dtype: str) -> Seq2Seq:
+    """The model to search with in `dtype` (resolved): int8 quantizes a copy's layers; the others are unchanged
+    (bf16 comes from `autocast` around the search, so the fp32 weights stay the master copy)."""
+    import torch
+    from torch import nn
+
+    if not dtype.startswith("int8"):
+        return model
+    spec: dict = dict.fromkeys((nn.LSTM, nn.GRU, nn.Linear), torch.ao.quantization.default_dynamic_qconfig)
+    if dtype == "int8+bf16":
+        spec["decoder.output"] = None  # the output layer runs in bf16 under autocast: faster than int8 there
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates the quantized tensor constructors it uses here
+        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)

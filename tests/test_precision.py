@@ -1,0 +1,145 @@
+"""bf16 and int8: the options are validated, "auto" falls back to fp32 without native bf16, training under bf16
+learns, and search in every precision translates the synthetic task as fp32 does."""
+
+import json
+
+import pytest
+import torch
+from conftest import run_nmt
+from synthetic import write_reversal_task
+
+from nmt import precision
+from nmt.cli import build_parser
+from nmt.config import ModelConfig, config_from_dict
+from nmt.errors import NMTError
+from nmt.evaluation import bleu
+from nmt.model import Seq2Seq
+from nmt.prediction import Translator
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"decode": {"dtype": "fp16"}}, "decode.dtype"),
+        ({"train": {"precision": "int4"}}, "train.precision"),
+        ({"train": {"amp": "yes"}}, "train"),
+    ],
+)
+def test_precision_options_are_validated(raw, key):
+    with pytest.raises(NMTError, match=f"'{key}'"):
+        config_from_dict(raw, "x.yaml")
+
+
+def test_old_amp_key_reads_as_the_precision():
+    assert config_from_dict({"train": {"amp": False}}, "x").train.precision == "fp32"  # old run dirs: as before
+    assert config_from_dict({"train": {"amp": True}}, "x").train.precision == "bf16"
+    assert config_from_dict({"train": {"amp": True, "precision": "fp32"}}, "x").train.precision == "fp32"
+    assert "amp" not in config_from_dict({"train": {"amp": True}}, "x").to_dict()["train"]
+
+
+@pytest.mark.parametrize("command", ["translate", "evaluate", "serve"])
+def test_cli_dtype_choices(command, capsys):
+    extra = ["--split", "test"] if command == "evaluate" else []
+    args = build_parser().parse_args([command, "--model", "m", "--dtype", "int8+bf16", *extra])
+    assert args.dtype == "int8+bf16"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--model", "m", "--dtype", "fp16", *extra])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def test_auto_is_fp32_where_bf16_is_not_native(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert precision.resolve_train_precision("auto", "cpu") == "fp32"
+    assert precision.resolve_search_dtype("auto", "cpu") == "fp32"
+    assert precision.resolve_search_dtype("bf16", "cpu") == "bf16"  # asked for explicitly: runs, emulated
+    assert "emulated" in precision.describe("bf16", "cpu")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    if torch.backends.mkldnn.is_available():
+        assert precision.resolve_train_precision("auto", "cpu") == precision.AUTO_TRAIN
+        assert precision.resolve_search_dtype("auto", "cpu") == precision.AUTO_SEARCH
+    assert precision.resolve_train_precision("fp32", "cpu") == "fp32"
+
+
+def test_int8_is_cpu_only():
+    with pytest.raises(NMTError, match="CPU only"):
+        precision.resolve_search_dtype("int8+bf16", "cuda")
+
+
+def test_mixed_precision_keeps_the_output_layer_for_bf16():
+    model = Seq2Seq(ModelConfig(embedding_dim=8, hidden_size=16, attention="luong"), 30, 30).eval()
+    kinds = {}
+    for dtype in ("int8", "int8+bf16"):
+        quantized = precision.prepare_for_search(model, dtype)
+        kinds[dtype] = {name: type(m).__module__ for name, m in quantized.named_modules()}
+        assert "quantized.dynamic" in kinds[dtype]["decoder.rnn"]
+        assert "quantized.dynamic" in kinds[dtype]["encoder.rnn"]
+    assert "quantized.dynamic" in kinds["int8"]["decoder.output"]
+    assert kinds["int8+bf16"]["decoder.output"] == "torch.nn.modules.linear"
+    assert type(model.decoder.rnn) is torch.nn.LSTM  # the fp32 model is left as it was
+    assert precision.prepare_for_search(model, "bf16") is model
+
+
+@pytest.fixture(scope="module")
+def bf16_reversal(tmp_path_factory):
+    """The synthetic reversal task trained with `nmt train` under bf16 autocast."""
+    task = write_reversal_task(tmp_path_factory.mktemp("bf16") / "task", train=2000)
+    run_dir = task / "run"
+    run_nmt(
+        "train",
+        "--config",
+        task / "reversal.yaml",
+        "--set",
+        f"data.path={task}",
+        "--set",
+        "train.precision=bf16",
+        "--set",
+        "train.max_epochs=6",
+        "--output-dir",
+        run_dir,
+        "--quiet",
+    )
+    return task, run_dir
+
+
+@pytest.mark.slow
+def test_training_under_bf16_learns(bf16_reversal):
+    _, run_dir = bf16_reversal
+    assert "precision bf16 on cpu" in (run_dir / "train.log").read_text()
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [m["train_loss"] for m in metrics if m["type"] == "train"]
+    assert len(losses) >= 3 and losses[-1] < 0.5 * losses[0]
+    assert max(m["valid_bleu"] for m in metrics if m["type"] == "valid") > 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beam", [1, 3])
+def test_search_in_every_precision_translates_as_fp32(bf16_reversal, beam):
+    task, run_dir = bf16_reversal
+    sources = (task / "test.src").read_text().splitlines()
+    refs = (task / "test.tgt").read_text().splitlines()
+    out = {}
+    for dtype in ("fp32", "bf16", "int8", "int8+bf16"):
+        translator = Translator.from_run_dir(run_dir, dtype=dtype)
+        assert translator.dtype == dtype and dtype in translator.precision
+        out[dtype] = [r[0].text for r in translator.translate(sources, beam_size=beam)]
+    fp32_bleu = bleu(out["fp32"], refs)
+    assert fp32_bleu > 60  # a model that has learned the task, so agreement means something
+    for dtype in ("bf16", "int8", "int8+bf16"):
+        same = sum(a == b for a, b in zip(out[dtype], out["fp32"], strict=True)) / len(sources)
+        assert same >= 0.9, (dtype, same)
+        assert bleu(out[dtype], refs) > fp32_bleu - 3, dtype
+
+
+def test_from_run_dir_rejects_conflicting_quantize_and_dtype(tmp_path):
+    with pytest.raises(NMTError, match="disagree"):
+        Translator.from_run_dir(tmp_path, dtype="bf16", quantize="int8")
+
+
+@pytest.mark.slow
+def test_server_worker_searches_in_the_requested_dtype(bf16_reversal):
+    from serve.api import TranslationAPI
+
+    _, run_dir = bf16_reversal
+    api = TranslationAPI(str(run_dir), threads=1, dtype="int8+bf16", max_batch_size=1)
+    api.setup("cpu")
+    assert api.translator.dtype == "int8+bf16" and "quantized" in type(api.translator.model.decoder.rnn).__module__

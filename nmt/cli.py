@@ -102,9 +102,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     run_dir = Path(args.output_dir) if args.output_dir else Path("runs") / Path(args.config).stem
     state = train(config, run_dir, resume=args.resume, show_progress=not args.quiet)
-    print(
-        f"{state.stop_reason}; best validation BLEU {state.best_bleu:.2f} at step {state.best_step}; model in {run_dir}"
-    )
+    if os.environ.get("RANK", "0") == "0":  # under torchrun the main process speaks for all
+        print(
+            f"{state.stop_reason}; best validation BLEU {state.best_bleu:.2f} at step {state.best_step}; "
+            f"model in {run_dir}"
+        )
     return 0
 
 

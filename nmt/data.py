@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import torch
 
 from nmt.config import DataConfig
 from nmt.errors import NMTError
-from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 HUB_SPLIT_ALIASES = {"val": "validation", "valid": "validation", "test_2016_flickr": "test"}
 
@@ -131,23 +131,21 @@ def load_split(config: DataConfig, split: str):
 
 @dataclass
 class TokenizedCorpus:
-    """Token ids of a parallel corpus as flat arrays plus offsets (views into Arrow memory, no Python lists)."""
+    """Token ids of a parallel corpus as flat arrays plus offsets (memory-mapped from the cache; no Python lists)."""
 
     src_ids: np.ndarray
     src_offsets: np.ndarray
     tgt_ids: np.ndarray
     tgt_offsets: np.ndarray
+    src_lengths: np.ndarray = field(init=False)  # computed once: batching and every step read them
+    tgt_lengths: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.src_lengths = np.diff(self.src_offsets)
+        self.tgt_lengths = np.diff(self.tgt_offsets)
 
     def __len__(self) -> int:
         return len(self.src_offsets) - 1
-
-    @property
-    def src_lengths(self) -> np.ndarray:
-        return np.diff(self.src_offsets)
-
-    @property
-    def tgt_lengths(self) -> np.ndarray:
-        return np.diff(self.tgt_offsets)
 
     def src(self, i: int) -> np.ndarray:
         return self.src_ids[self.src_offsets[i] : self.src_offsets[i + 1]]
@@ -156,23 +154,18 @@ class TokenizedCorpus:
         return self.tgt_ids[self.tgt_offsets[i] : self.tgt_offsets[i + 1]]
 
 
-def _flat(ds, column: str) -> tuple[np.ndarray, np.ndarray]:
-    array = ds.data.column(column).combine_chunks()
-    offsets = array.offsets.to_numpy()
-    return array.values.to_numpy(), offsets - offsets[0]
-
-
-def tokenize(ds, src_tok: Tokenizer, tgt_tok: Tokenizer, fingerprint: str) -> TokenizedCorpus:
-    """Encode both sides with `Dataset.map` (cached by `fingerprint`) into flat id arrays."""
-
-    def encode(batch):
-        return {"src_ids": src_tok.encode(batch["src"]), "tgt_ids": tgt_tok.encode(batch["tgt"])}
-
-    digest = hashlib.sha1(f"{ds._fingerprint}:{fingerprint}".encode()).hexdigest()[:16]
-    encoded = ds.map(encode, batched=True, batch_size=2000, remove_columns=ds.column_names, new_fingerprint=digest)
-    src_ids, src_off = _flat(encoded, "src_ids")
-    tgt_ids, tgt_off = _flat(encoded, "tgt_ids")
-    return TokenizedCorpus(src_ids, src_off, tgt_ids, tgt_off)
+def _cut(cost: np.ndarray, batch_tokens: int) -> list[int]:
+    """Where to cut a pool (in length order) so that each batch's rows x longest cost stays within `batch_tokens`
+    (a batch holds at least one example): the greedy cut, vectorized per batch instead of per example."""
+    cuts, begin, n = [0], 0, len(cost)
+    while begin < n:
+        widest = batch_tokens // max(int(cost[begin]), 1) + 1  # the batch's longest is at least its first
+        window = np.maximum.accumulate(cost[begin : begin + widest])
+        over = np.flatnonzero(window * np.arange(1, len(window) + 1) > batch_tokens)
+        over = over[over > 0]
+        begin += int(over[0]) if len(over) else len(window)
+        cuts.append(begin)
+    return cuts
 
 
 def make_batches(
@@ -198,15 +191,8 @@ def make_batches(
     for start in range(0, len(order), pool_size):
         pool = order[start : start + pool_size]
         pool = pool[np.lexsort((src_lengths[pool], tgt_lengths[pool]))]
-        begin, longest = 0, 0
-        for j, idx in enumerate(pool):
-            longest_if_added = max(longest, int(cost[idx]))
-            if j > begin and longest_if_added * (j - begin + 1) > batch_tokens:
-                batches.append(pool[begin:j])
-                begin, longest_if_added = j, int(cost[idx])
-            longest = longest_if_added
-        if begin < len(pool):
-            batches.append(pool[begin:])
+        cuts = _cut(cost[pool], batch_tokens)
+        batches += [pool[a:b] for a, b in itertools.pairwise(cuts)]
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

@@ -40,6 +40,11 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self.sp.get_piece_size()
 
+    @property
+    def model_bytes(self) -> bytes:
+        """The serialized SentencePiece model (what the tokenization cache's key hashes)."""
+        return self.sp.serialized_model_proto()
+
     def encode(self, texts: list[str]) -> list[list[int]]:
         return self.sp.encode(texts, out_type=int)
 

@@ -2,43 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import shutil
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from nmt.bundle import (
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    CURVE_FILE,
-    FORMAT_VERSION,
-    METRICS_FILE,
-    WEIGHTS_FILE,
-    read_run_config,
-    tokenizer_files,
-    weights_payload,
-    write_metadata,
-)
+from nmt.bundle import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, read_run_config, tokenizer_files
+from nmt.checkpoint import load_checkpoint, save_best_weights, save_checkpoint
 from nmt.config import Config, dump_config
-from nmt.data import TokenizedCorpus, collate, load_split, make_batches, tokenize
+from nmt.data import Batch, TokenizedCorpus, collate, data_source, load_split, make_batches
 from nmt.distributed import Distributed
 from nmt.errors import NMTError
 from nmt.evaluation import bleu
-from nmt.files import atomic_torch_save, atomic_write_text, safe_torch_load
+from nmt.files import atomic_write_text
 from nmt.loss import sequence_loss
 from nmt.model import Seq2Seq, count_parameters
-from nmt.plot import plot_training_curve
 from nmt.prediction import Translator, resolve_device
+from nmt.reporting import Reporter
+from nmt.token_cache import cached_tokenize
 from nmt.tokenizer import Tokenizer, train_sentencepiece
 
 # Keys that may differ between a run directory's config and the config given to `--resume`.
@@ -58,7 +46,12 @@ RESUMABLE_KEYS = {
 
 @dataclass
 class TrainState:
-    """Everything besides weights and optimizer that a resumed run needs to continue exactly."""
+    """Everything besides weights and optimizer that a resumed run needs to continue exactly.
+
+    The training loop owns one instance and changes it only through these methods, with the same arguments on every
+    process (values that only the main process knows, like validation BLEU and the clock, reach the others first),
+    so every process holds the same state without ever replacing it.
+    """
 
     step: int = 0
     epoch: int = 0
@@ -75,6 +68,55 @@ class TrainState:
     finished: bool = False
     stop_reason: str = ""
     metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    def step_done(self, tokens: int, nll: float | None, elapsed: float) -> None:
+        """An optimizer step on a batch of `tokens` target tokens (`nll` None: skipped, not finite)."""
+        self.step += 1
+        self.elapsed = elapsed
+        if nll is None:
+            self.nonfinite_in_row += 1
+        else:
+            self.nonfinite_in_row = 0
+            self.window_tokens += tokens
+            self.window_nll += nll
+
+    def train_row(self, lr: float, tokens_per_s: float) -> dict[str, Any]:
+        """Close the logging window into a `train` metrics row."""
+        row = {
+            "type": "train",
+            "step": self.step,
+            "epoch": self.epoch,
+            "train_loss": round(self.window_nll / self.window_tokens, 4),
+            "tokens_per_s": round(tokens_per_s),
+            "lr": lr,
+            "elapsed": round(self.elapsed, 1),
+        }
+        self.metrics.append(row)
+        self.window_tokens, self.window_nll = 0, 0.0
+        return row
+
+    def validated(self, config: Config, loss: float, bleu: float, elapsed: float) -> bool:
+        """Record a validation; returns True when it is the best so far."""
+        cfg = config.train
+        improved = bleu > self.best_bleu
+        if improved:
+            self.best_bleu, self.best_step, self.plateau, self.stale = bleu, self.step, 0, 0
+        else:
+            self.plateau += 1
+            self.stale += 1
+            if cfg.lr_schedule == "plateau" and self.plateau > cfg.lr_patience:
+                self.lr_scale *= cfg.lr_decay_factor
+                self.plateau = 0
+        self.elapsed = elapsed
+        return improved
+
+    def epoch_done(self) -> None:
+        self.epoch += 1
+        self.batch_in_epoch = 0
+
+    def early_stop(self, config: Config) -> bool:
+        patience = config.train.early_stopping_patience
+        return bool(patience and self.stale >= patience)
 
 
 @dataclass
@@ -146,8 +188,9 @@ def _tokenizers(run_dir: Path, config: Config, train_ds) -> tuple[Tokenizer, Tok
     return src, tgt
 
 
-def load_run_data(run_dir: Path, config: Config) -> RunData:
-    """Load train and validation splits, train (or reload) SentencePiece, tokenize, filter by length."""
+def load_run_data(run_dir: Path, config: Config, log: Callable[[str], None] | None = None) -> RunData:
+    """Load train and validation splits, train (or reload) SentencePiece, tokenize (or open the tokenization cache),
+    filter by length."""
     data = config.data
     train_ds = load_split(data, data.train_split)
     if data.max_train_examples and data.max_train_examples < len(train_ds):
@@ -156,14 +199,15 @@ def load_run_data(run_dir: Path, config: Config) -> RunData:
     if data.max_valid_examples and data.max_valid_examples < len(valid_ds):
         valid_ds = valid_ds.select(range(data.max_valid_examples))
     src_tok, tgt_tok = _tokenizers(run_dir, config, train_ds)
-    key = f"{src_tok.sp.serialized_model_proto().__hash__()}:{tgt_tok.sp.serialized_model_proto().__hash__()}"
-    train = tokenize(train_ds, src_tok, tgt_tok, key)
+    where = ":".join(map(str, data_source(data)))
+    langs = f"{data.src_lang}-{data.tgt_lang}"
+    train, _ = cached_tokenize(train_ds, src_tok, tgt_tok, f"{where}:{data.train_split}:{langs}", log=log)
     keep = (train.src_lengths <= data.max_src_len) & (train.tgt_lengths <= data.max_tgt_len)
     keep &= train.tgt_lengths > 0
     indices = np.flatnonzero(keep)
     if len(indices) == 0:
         raise NMTError("no training pairs left after length filtering (data.max_src_len / data.max_tgt_len)")
-    valid = tokenize(valid_ds, src_tok, tgt_tok, key)
+    valid, _ = cached_tokenize(valid_ds, src_tok, tgt_tok, f"{where}:{data.valid_split}:{langs}", log=log)
     return RunData(src_tok, tgt_tok, train, indices, valid, list(valid_ds["src"]), list(valid_ds["tgt"]))
 
 
@@ -221,7 +265,8 @@ def validation_loss(model: Seq2Seq, corpus: TokenizedCorpus, batch_tokens: int, 
 
 
 class Run:
-    """One training run in one run directory (fresh or resumed)."""
+    """What a training run works with: processes, device, data, model, optimizer, reporter. It holds no training
+    state: the loop (`fit`) owns that and passes it in."""
 
     def __init__(self, config: Config, run_dir: Path, resume: bool = False, show_progress: bool = True):
         self.config, self.run_dir = config, run_dir
@@ -230,19 +275,18 @@ class Run:
         device = resolve_device(config.train.device)
         self.dist = Distributed.from_env(device)
         self.device = self.dist.device(device)
-        self.show_progress = show_progress and self.dist.is_main
-        if self.dist.is_main:  # the main process writes the run directory and trains SentencePiece first
+        self.reporter = Reporter(run_dir, config, self.dist.is_main, show_progress)
+        if self.dist.is_main:  # the main process writes the run directory, trains SentencePiece and tokenizes first
             prepare_run_dir(run_dir, config, resume)
-            self.data = load_run_data(run_dir, config)
+            self.data = load_run_data(run_dir, config, self.reporter.log)
         self.dist.barrier()
-        if not self.dist.is_main:
+        if not self.dist.is_main:  # the others then read the tokenizers and the tokenization cache
             self.data = load_run_data(run_dir, config)
         random.seed(config.seed)
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
-        vocab = (self.data.src_tokenizer.vocab_size, self.data.tgt_tokenizer.vocab_size)
-        self.vocab = vocab
-        self.model = Seq2Seq(config.model, *vocab).to(self.device)
+        self.vocab = (self.data.src_tokenizer.vocab_size, self.data.tgt_tokenizer.vocab_size)
+        self.model = Seq2Seq(config.model, *self.vocab).to(self.device)
         self.train_model: torch.nn.Module = self.model
         if self.dist.world > 1:
             torch.manual_seed(config.seed + self.dist.rank)  # same initial weights, different dropout
@@ -252,267 +296,201 @@ class Run:
             check_disk_space(run_dir, count_parameters(self.model))
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr, weight_decay=config.train.weight_decay)
         self.translator = Translator(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, config)
-        self.state = TrainState()
-        self._batches_in_epoch = 1  # of the epoch being trained, for the cosine schedule's progress
-        if resume:
-            self._load_checkpoint()
-        self.log(
-            f"run {run_dir}: {count_parameters(self.model):,} parameters, vocab {vocab[0]}/{vocab[1]}, "
-            f"{len(self.data.train_indices):,} training pairs, device {self.device}"
+        self.clock_start, self.clock_base = time.perf_counter(), 0.0
+        self.reporter.log(
+            f"run {run_dir}: {count_parameters(self.model):,} parameters, vocab {self.vocab[0]}/{self.vocab[1]}, "
+            f"{len(self.data.train_indices):,} training pairs, device {self.device}, {self.dist.world} process(es)"
         )
 
-    # ----- bookkeeping -------------------------------------------------------------------------------------------
-    def log(self, message: str) -> None:
-        if not self.dist.is_main:
-            return
-        if self.show_progress:
-            tqdm.write(message, file=sys.stderr)
-        with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+    def initial_state(self, resume: bool) -> TrainState:
+        if not resume:
+            return TrainState()
+        return TrainState(**load_checkpoint(self.run_dir, self.model, self.optimizer, self.dist.rank, self.dist.world))
 
-    def _save_checkpoint(self) -> None:
-        rng = self.dist.gather(torch.get_rng_state())  # every process's dropout state, for an exact resume
-        if not self.dist.is_main:
-            return
-        payload = {
-            "format_version": FORMAT_VERSION,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "state": json.dumps(asdict(self.state)),
-            "rng_torch": rng,
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-        atomic_torch_save(self.run_dir / CHECKPOINT_FILE, payload)
+    def start_clock(self, elapsed: float) -> None:
+        self.clock_start, self.clock_base = time.perf_counter(), elapsed
 
-    def _load_checkpoint(self) -> None:
-        path = self.run_dir / CHECKPOINT_FILE
-        payload = safe_torch_load(path)
-        try:
-            if payload.get("format_version") != FORMAT_VERSION:
-                raise NMTError(f"{path} was written by an incompatible nmt version")
-            self.model.load_state_dict(payload["model"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-            self.state = TrainState(**json.loads(payload["state"]))
-            rng = payload["rng_torch"]
-            if len(rng) == self.dist.world:  # else the process count changed: keep the fresh per-rank seeds
-                torch.set_rng_state(rng[self.dist.rank])
-            if payload["rng_cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(payload["rng_cuda"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-            raise NMTError(f"cannot resume from {path}: {e.__class__.__name__}: {str(e)[:200]}") from None
+    def elapsed(self) -> float:
+        """Training seconds so far (this process's clock; the main process's is the one the state records)."""
+        return self.clock_base + time.perf_counter() - self.clock_start
 
-    def _write_reports(self) -> None:
-        if not self.dist.is_main:
-            return
-        lines = "".join(json.dumps(m) + "\n" for m in self.state.metrics)
-        atomic_write_text(self.run_dir / METRICS_FILE, lines)
-        plot_training_curve(self.state.metrics, self.run_dir / CURVE_FILE, self.config.name)
-        write_metadata(
-            self.run_dir,
-            self.config,
-            self.model,
-            self.vocab,
-            best_valid_bleu=self.state.best_bleu if self.state.best_bleu >= 0 else None,
-            best_step=self.state.best_step,
-            steps=self.state.step,
-            epochs=self.state.epoch,
-            training_seconds=round(self.state.elapsed, 1),
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's global batches: the same on every process, rebuilt identically on resume."""
+        data, cfg = self.data, self.config.train
+        return make_batches(
+            data.train.src_lengths,
+            data.train.tgt_lengths,
+            data.train_indices,
+            cfg.batch_tokens,
+            shuffle=True,
+            seed=self.config.seed * 1000 + epoch,
         )
 
-    # ----- training ----------------------------------------------------------------------------------------------
     def target_tokens(self, indices: np.ndarray) -> int:
         """Target tokens (EOS included) of training examples `indices`."""
         return int(self.data.train.tgt_lengths[indices].sum()) + len(indices)
 
-    def train_step(self, indices: np.ndarray) -> float | None:
-        """One optimizer step on the global batch `indices` (this process takes its share); returns the global
-        NLL sum, or None when the loss or gradient was not finite (then no process updates)."""
+    def forward_backward(self, batch: Batch, normalizer: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-batch work: forward, loss, backward (gradients accumulate in `.grad`). Returns this process's
+        (normalized loss, NLL sum). Mixed precision wraps the forward here."""
         cfg = self.config.train
-        batch = collate(self.data.train, self.dist.shard(indices)).to(self.device)
-        normalizer = {"sentences": len(indices), "tokens": self.target_tokens(indices), "none": 1}[cfg.normalization]
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._lr()
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda")
         with autocast:
             logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in, cfg.teacher_forcing)
         loss_sum, nll_sum = sequence_loss(logits, batch.tgt_out, cfg.label_smoothing)
         # Gradients are averaged over processes, so each divides by its share of the global normalizer.
         loss = loss_sum / (normalizer / self.dist.world)
-        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        return loss.detach(), nll_sum.detach()
+
+    def train_step(self, indices: np.ndarray, lr: float) -> tuple[float | None, float]:
+        """One optimizer step at learning rate `lr` on the global batch `indices` (this process takes its share).
+
+        Returns (the global NLL sum, or None when the loss or gradient was not finite and no process updated;
+        the main process's clock), both the same on every process."""
+        cfg = self.config.train
+        batch = collate(self.data.train, self.dist.shard(indices)).to(self.device)
+        normalizer = {"sentences": len(indices), "tokens": self.target_tokens(indices), "none": 1}[cfg.normalization]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, nll = self.forward_backward(batch, normalizer)
         norm = clip_gradients(self.params, cfg.clip_norm)
-        total_loss, total_nll = self.dist.sum([loss.item(), nll_sum.item()])
+        clock = self.elapsed() if self.dist.is_main else 0.0
+        total_loss, total_nll, clock = self.dist.sum([loss.item(), nll.item(), clock])
         if not (math.isfinite(total_loss) and torch.isfinite(norm)):
             self.optimizer.zero_grad(set_to_none=True)
-            return None
+            return None, clock
         self.optimizer.step()
-        return total_nll
+        return total_nll, clock
 
-    def _validate(self) -> bool:
-        """Validate (on the main process), record metrics, save best weights, adjust the LR; returns True when
-        training should stop. Every process ends with the main process's state."""
-        if self.dist.is_main:
-            self._validate_main()
-        self.state = self.dist.broadcast(self.state)
+    def validate(self, state: TrainState, batches_in_epoch: int) -> None:
+        """Validation loss and BLEU (computed by the main process, sent to all), recorded in `state`; the best
+        weights are saved."""
         cfg = self.config.train
-        return bool(cfg.early_stopping_patience and self.state.stale >= cfg.early_stopping_patience)
-
-    def _validate_main(self) -> None:
-        cfg, st = self.config.train, self.state
-        loss = validation_loss(self.model, self.data.valid, cfg.batch_tokens, self.device)
-        hyps = self.translator.translate(self.data.valid_src, beam_size=cfg.valid_beam_size)
-        score = bleu([h[0].text for h in hyps], self.data.valid_ref)
-        improved = score > st.best_bleu
-        if improved:
-            st.best_bleu, st.best_step, st.plateau, st.stale = score, st.step, 0, 0
-            atomic_torch_save(self.run_dir / WEIGHTS_FILE, weights_payload(self.model))
-        else:
-            st.plateau += 1
-            st.stale += 1
-            if cfg.lr_schedule == "plateau" and st.plateau > cfg.lr_patience:
-                st.lr_scale *= cfg.lr_decay_factor
-                st.plateau = 0
-        st.elapsed = self._elapsed()
-        st.metrics.append(
+        result = None
+        if self.dist.is_main:
+            loss = validation_loss(self.model, self.data.valid, cfg.batch_tokens, self.device)
+            hyps = self.translator.translate(self.data.valid_src, beam_size=cfg.valid_beam_size)
+            result = (loss, bleu([h[0].text for h in hyps], self.data.valid_ref), self.elapsed())
+        loss, score, elapsed = self.dist.broadcast(result)
+        improved = state.validated(self.config, loss, score, elapsed)
+        if improved and self.dist.is_main:
+            save_best_weights(self.run_dir, self.model)
+        state.metrics.append(
             {
                 "type": "valid",
-                "step": st.step,
-                "epoch": st.epoch,
+                "step": state.step,
+                "epoch": state.epoch,
                 "valid_loss": round(loss, 4),
                 "valid_ppl": round(math.exp(min(loss, 50)), 2),
                 "valid_bleu": round(score, 2),
-                "lr": self._lr(),
-                "elapsed": round(st.elapsed, 1),
+                "lr": self.learning_rate(state, batches_in_epoch),
+                "elapsed": round(elapsed, 1),
             }
         )
-        self.log(
-            f"validation at step {st.step} (epoch {st.epoch}): loss {loss:.3f} ppl {math.exp(min(loss, 50)):.2f} "
-            f"BLEU {score:.2f}{' (best)' if improved else ''}, {st.elapsed / 60:.1f} min"
+        self.reporter.log(
+            f"validation at step {state.step} (epoch {state.epoch}): loss {loss:.3f} "
+            f"ppl {math.exp(min(loss, 50)):.2f} BLEU {score:.2f}{' (best)' if improved else ''}, {elapsed / 60:.1f} min"
         )
 
-    def _lr(self) -> float:
-        return learning_rate(self.config, self.state, budget_progress(self.config, self.state, self._batches_in_epoch))
+    def learning_rate(self, state: TrainState, batches_in_epoch: int) -> float:
+        """The learning rate of the next step (`batches_in_epoch`: of the current epoch, for its progress)."""
+        return learning_rate(self.config, state, budget_progress(self.config, state, batches_in_epoch))
 
-    def _elapsed(self) -> float:
-        return self._elapsed_base + time.perf_counter() - self._clock_start
-
-    def _out_of_budget(self) -> str:
-        cfg, st = self.config.train, self.state
-        if cfg.max_steps and st.step >= cfg.max_steps:
-            return f"reached train.max_steps={cfg.max_steps}"
-        if cfg.max_minutes and self.dist.broadcast(self._elapsed() >= cfg.max_minutes * 60):
-            return f"reached train.max_minutes={cfg.max_minutes}"
-        return ""
-
-    def train(self) -> TrainState:
-        cfg, st, data = self.config.train, self.state, self.data
-        if st.finished and st.stop_reason.startswith("early stopping"):
-            self.log(f"run already finished ({st.stop_reason})")
-            return st
-        st.finished, st.stop_reason = False, ""  # a budget-limited run may continue under a larger budget
-        self._clock_start, self._elapsed_base = time.perf_counter(), st.elapsed
-        self.model.train()
-        while st.epoch < cfg.max_epochs and not st.stop_reason:
-            st.stop_reason = self._out_of_budget()
-            if st.stop_reason:
-                break
-            batches = make_batches(
-                data.train.src_lengths,
-                data.train.tgt_lengths,
-                data.train_indices,
-                cfg.batch_tokens,
-                shuffle=True,
-                seed=self.config.seed * 1000 + st.epoch,
-            )
-            self._batches_in_epoch = len(batches)
-            st.stop_reason = self._epoch(batches)
-            if st.batch_in_epoch >= len(batches):
-                st.epoch += 1
-                st.batch_in_epoch = 0
-                if not cfg.valid_every_steps and self._validate():
-                    st.stop_reason = f"early stopping: no BLEU gain in {cfg.early_stopping_patience} validations"
-                self._write_reports()
-                self._save_checkpoint()
-        if not st.stop_reason:
-            st.stop_reason = f"reached train.max_epochs={cfg.max_epochs}"
-        if st.step not in {m["step"] for m in st.metrics if m["type"] == "valid"}:
-            self._validate()
-        st.finished = True
-        st.elapsed = self._elapsed()
-        self._write_reports()
-        self._save_checkpoint()
-        self.log(f"training finished: {st.stop_reason}; best validation BLEU {st.best_bleu:.2f} at step {st.best_step}")
-        return st
-
-    def _epoch(self, batches: list[np.ndarray]) -> str:
-        """Train through the rest of one epoch's batches; returns a stop reason, or '' at the epoch's end."""
-        cfg, st = self.config.train, self.state
-        bar = tqdm(
-            total=len(batches),
-            initial=st.batch_in_epoch,
-            desc=f"epoch {st.epoch + 1}",
-            unit="batch",
-            disable=not self.show_progress,
-            file=sys.stderr,
-            dynamic_ncols=True,
-            mininterval=1.0,
+    def save(self, state: TrainState) -> None:
+        """Reports, then the checkpoint (every process's RNG state gathered for an exact resume)."""
+        self.reporter.write(
+            state.metrics,
+            self.model,
+            self.vocab,
+            best_valid_bleu=state.best_bleu if state.best_bleu >= 0 else None,
+            best_step=state.best_step,
+            steps=state.step,
+            epochs=state.epoch,
+            training_seconds=round(state.elapsed, 1),
         )
-        window_start, window_tokens_before = time.perf_counter(), st.window_tokens
-        try:
-            while st.batch_in_epoch < len(batches):
-                indices = batches[st.batch_in_epoch]
-                st.batch_in_epoch += 1
-                if len(indices) < self.dist.world:  # too small to give every process a sentence
-                    continue
-                result = self.train_step(indices)
-                st.step += 1
-                if result is None:
-                    st.nonfinite_in_row += 1
-                    self.log(
-                        f"step {st.step}: non-finite loss or gradient, step skipped ({st.nonfinite_in_row} in a row)"
-                    )
-                    if st.nonfinite_in_row >= cfg.max_nonfinite_steps:
-                        raise NMTError(
-                            f"training diverged: {st.nonfinite_in_row} non-finite steps in a row "
-                            f"(train.max_nonfinite_steps); the last good checkpoint is kept in {self.run_dir}"
-                        )
-                else:
-                    st.nonfinite_in_row = 0
-                    st.window_tokens += self.target_tokens(indices)
-                    st.window_nll += result
-                st.elapsed = self._elapsed()
-                bar.update(1)
-                if st.step % cfg.log_every_steps == 0 and st.window_tokens:
-                    speed = (st.window_tokens - window_tokens_before) / max(time.perf_counter() - window_start, 1e-9)
-                    lr = self._lr()
-                    loss = st.window_nll / st.window_tokens
-                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", lr=f"{lr:.2e}")
-                    st.metrics.append(
-                        {
-                            "type": "train",
-                            "step": st.step,
-                            "epoch": st.epoch,
-                            "train_loss": round(loss, 4),
-                            "tokens_per_s": round(speed),
-                            "lr": lr,
-                            "elapsed": round(st.elapsed, 1),
-                        }
-                    )
-                    st.window_tokens, st.window_nll = 0, 0.0
-                    window_start, window_tokens_before = time.perf_counter(), 0
-                if cfg.valid_every_steps and st.step % cfg.valid_every_steps == 0:
-                    if self._validate():
-                        return f"early stopping: no BLEU gain in {cfg.early_stopping_patience} validations"
-                    self._write_reports()
-                    self._save_checkpoint()
-                elif st.step % cfg.checkpoint_every_steps == 0:
-                    self._save_checkpoint()
-                reason = self._out_of_budget()
-                if reason:
-                    return reason
-        finally:
-            bar.close()
-        return ""
+        self.checkpoint(state)
+
+    def checkpoint(self, state: TrainState) -> None:
+        rng = self.dist.gather(torch.get_rng_state())
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, self.model, self.optimizer, asdict(state), rng)
+
+    def close(self) -> None:
+        self.reporter.close()
+        self.dist.close()
+
+
+def out_of_budget(config: Config, state: TrainState) -> str:
+    """Why training stops now ('' to go on): its epochs, steps or minutes are spent. The same on every process
+    (the state's clock is the main process's)."""
+    cfg = config.train
+    if state.epoch >= cfg.max_epochs:
+        return f"reached train.max_epochs={cfg.max_epochs}"
+    if cfg.max_steps and state.step >= cfg.max_steps:
+        return f"reached train.max_steps={cfg.max_steps}"
+    if cfg.max_minutes and state.elapsed >= cfg.max_minutes * 60:
+        return f"reached train.max_minutes={cfg.max_minutes}"
+    return ""
+
+
+def fit(run: Run, state: TrainState) -> TrainState:
+    """The training loop, one batch per iteration; every process runs it with the same state."""
+    cfg, log = run.config.train, run.reporter.log
+    if state.finished and state.stop_reason.startswith("early stopping"):
+        log(f"run already finished ({state.stop_reason})")
+        return state
+    state.finished, state.stop_reason = False, ""  # a budget-limited run may continue under a larger budget
+    run.start_clock(state.elapsed)
+    run.model.train()
+    batches = run.epoch_batches(state.epoch)
+    while not state.stop_reason:
+        if state.batch_in_epoch >= len(batches):  # end of an epoch
+            state.epoch_done()
+            if not cfg.valid_every_steps:
+                run.validate(state, len(batches))
+            if state.early_stop(run.config):
+                state.stop_reason = f"early stopping: no BLEU gain in {cfg.early_stopping_patience} validations"
+            run.save(state)
+            if not (state.stop_reason or out_of_budget(run.config, state)):
+                batches = run.epoch_batches(state.epoch)
+            continue
+        state.stop_reason = out_of_budget(run.config, state)
+        if state.stop_reason:
+            break
+        indices = batches[state.batch_in_epoch]
+        state.batch_in_epoch += 1
+        if len(indices) < run.dist.world:  # too small to give every process a sentence
+            continue
+        lr = run.learning_rate(state, len(batches))
+        nll, clock = run.train_step(indices, lr)
+        state.step_done(run.target_tokens(indices), nll, clock)
+        run.reporter.batch_done(state.epoch, state.batch_in_epoch, len(batches), run.target_tokens(indices))
+        if nll is None:
+            log(f"step {state.step}: non-finite loss or gradient, step skipped ({state.nonfinite_in_row} in a row)")
+            if state.nonfinite_in_row >= cfg.max_nonfinite_steps:
+                raise NMTError(
+                    f"training diverged: {state.nonfinite_in_row} non-finite steps in a row "
+                    f"(train.max_nonfinite_steps); the last good checkpoint is kept in {run.run_dir}"
+                )
+        if state.step % cfg.log_every_steps == 0 and state.window_tokens:
+            row = state.train_row(run.learning_rate(state, len(batches)), run.reporter.tokens_per_s())
+            run.reporter.train_line(row)
+        if cfg.valid_every_steps and state.step % cfg.valid_every_steps == 0:
+            run.validate(state, len(batches))
+            if state.early_stop(run.config):
+                state.stop_reason = f"early stopping: no BLEU gain in {cfg.early_stopping_patience} validations"
+            run.save(state)
+        elif state.step % cfg.checkpoint_every_steps == 0:
+            run.checkpoint(state)
+    if state.step not in {m["step"] for m in state.metrics if m["type"] == "valid"}:
+        run.validate(state, len(batches))
+    state.finished = True
+    state.elapsed = run.dist.broadcast(run.elapsed())
+    run.save(state)
+    log(f"training finished: {state.stop_reason}; best validation BLEU {state.best_bleu:.2f} at step {state.best_step}")
+    return state
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False, show_progress: bool = True) -> TrainState:
@@ -522,6 +500,6 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, show_progre
     """
     run = Run(config, Path(run_dir), resume, show_progress)
     try:
-        return run.train()
+        return fit(run, run.initial_state(resume))
     finally:
-        run.dist.close()
+        run.close()

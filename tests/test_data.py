@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from nmt.config import DataConfig
-from nmt.data import collate, load_split, make_batches, read_lines, tokenize
+from nmt.data import collate, load_split, make_batches, read_lines
 from nmt.errors import NMTError
+from nmt.token_cache import tokenize
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -71,7 +72,8 @@ class CharTokenizer:
 def test_tokenize_and_collate(tmp_path):
     write_pair(tmp_path, "train", ["abc", "de", "f"], ["xy", "z", "uvw"])
     ds = load_split(DataConfig(path=str(tmp_path)), "train")
-    corpus = tokenize(ds, CharTokenizer(), CharTokenizer(), "chars")
+    (tmp_path / "cache").mkdir()
+    corpus = tokenize(ds, CharTokenizer(), CharTokenizer(), tmp_path / "cache")
     assert corpus.src_lengths.tolist() == [3, 2, 1] and corpus.tgt_lengths.tolist() == [2, 1, 3]
     batch = collate(corpus, np.array([0, 2]))
     assert batch.src.shape == (2, 4) and batch.src_lengths.tolist() == [4, 2]

@@ -57,7 +57,7 @@ def bench_train(args: argparse.Namespace) -> int:
         if len(batches) < needed:
             batches = batches * (needed // len(batches) + 1)
         for indices in batches[: args.warmup]:
-            run.train_step(indices)
+            run.train_step(indices, config.train.lr)
         timed = batches[args.warmup : needed]
         src_tokens = sum(int(corpus.src_lengths[i].sum()) + len(i) for i in timed)
         tgt_tokens = sum(run.target_tokens(i) for i in timed)
@@ -69,7 +69,7 @@ def bench_train(args: argparse.Namespace) -> int:
         )
         start = time.perf_counter()
         for indices in timed:
-            run.train_step(indices)
+            run.train_step(indices, config.train.lr)
         seconds = time.perf_counter() - start
         params = sum(p.numel() for p in run.model.parameters())
         run.dist.close()

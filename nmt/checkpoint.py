@@ -1,0 +1,62 @@
+"""Checkpoints in a run directory: the last full training state (`last.pt`, what `--resume` loads) and the best
+weights by validation BLEU (`model.pt`, what translation loads). Only the main process calls these; every write is
+atomic (a crash leaves the old file or the new one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmt.bundle import CHECKPOINT_FILE, FORMAT_VERSION, WEIGHTS_FILE, weights_payload
+from nmt.errors import NMTError
+from nmt.files import atomic_torch_save, safe_torch_load
+
+
+def save_checkpoint(
+    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], rng: list
+) -> None:
+    """Write `last.pt`: weights, optimizer, the training state (a JSON-able dict) and every process's RNG state.
+
+    Keeping more checkpoints than the last (e.g. the last N, for averaging) belongs here.
+    """
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "state": json.dumps(state),
+        "rng_torch": rng,
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    atomic_torch_save(run_dir / CHECKPOINT_FILE, payload)
+
+
+def load_checkpoint(
+    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int, world: int
+) -> dict[str, Any]:
+    """Load `last.pt` into `model` and `optimizer`, restore this process's RNG state; returns the training state.
+
+    When the process count changed since the checkpoint, the fresh per-process seeds are kept."""
+    path = run_dir / CHECKPOINT_FILE
+    payload = safe_torch_load(path)
+    try:
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise NMTError(f"{path} was written by an incompatible nmt version")
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        state = json.loads(payload["state"])
+        rng = payload["rng_torch"]
+        if len(rng) == world:
+            torch.set_rng_state(rng[rank])
+        if payload["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["rng_cuda"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise NMTError(f"cannot resume from {path}: {e.__class__.__name__}: {str(e)[:200]}") from None
+    return state
+
+
+def save_best_weights(run_dir: Path, model: torch.nn.Module) -> None:
+    """Write `model.pt`: the weights alone, what `nmt translate` and `nmt serve` load."""
+    atomic_torch_save(run_dir / WEIGHTS_FILE, weights_payload(model))

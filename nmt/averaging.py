@@ -1,14 +1,13 @@
 """Checkpoint averaging: weight snapshots kept during training, and a model bundle of their mean.
 
 Training writes the weights of each checkpoint (`train.keep_checkpoints` > 0) to `checkpoints/step_NNNNNNNN.pt` in
-the run directory, atomically, and deletes the oldest beyond the newest `keep_checkpoints`. `nmt average` reads
+the run directory (`nmt.checkpoint.save_snapshot`), keeping the newest `keep_checkpoints`. `nmt average` reads
 the newest N, checks that they hold the same parameters, and writes a run directory (config, SentencePiece
 model(s), metadata, `model.pt` = the element-wise mean) that translate, evaluate and serve load like any other.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,35 +20,12 @@ from nmt.bundle import (
     read_run_config,
     tokenizer_files,
 )
+from nmt.checkpoint import snapshots
 from nmt.errors import NMTError
 from nmt.files import atomic_torch_save, atomic_write_bytes, atomic_write_json, safe_torch_load
 
 if TYPE_CHECKING:
     import torch
-
-    from nmt.model import Seq2Seq
-
-SNAPSHOT_DIR = "checkpoints"
-_SNAPSHOT = re.compile(r"^step_(\d+)\.pt$")
-
-
-def snapshots(run_dir: Path) -> list[tuple[int, Path]]:
-    """The weight snapshots of a run, oldest first, as (step, path)."""
-    directory = Path(run_dir) / SNAPSHOT_DIR
-    if not directory.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _SNAPSHOT.match(p.name))]
-    return sorted(found)
-
-
-def save_snapshot(run_dir: Path, model: Seq2Seq, step: int, keep: int) -> None:
-    """Write the model's weights at `step` (atomically) and delete all but the newest `keep` snapshots."""
-    directory = Path(run_dir) / SNAPSHOT_DIR
-    directory.mkdir(exist_ok=True)
-    payload = {"format_version": FORMAT_VERSION, "model": model.state_dict(), "step": step}
-    atomic_torch_save(directory / f"step_{step:08d}.pt", payload)
-    for _, path in snapshots(run_dir)[:-keep]:
-        path.unlink(missing_ok=True)
 
 
 def average_state_dicts(states: list[dict[str, torch.Tensor]], names: list[str] | None = None) -> dict[str, Any]:

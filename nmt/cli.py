@@ -111,7 +111,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_average(args: argparse.Namespace) -> int:
-    from nmt.averaging import average_run, snapshots
+    from nmt.averaging import average_run
+    from nmt.checkpoint import snapshots
 
     out = average_run(args.model, args.last, args.output)
     steps = [step for step, _ in snapshots(Path(args.model))[-args.last :]]

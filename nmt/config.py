@@ -95,6 +95,7 @@ class TrainConfig(Section):
     early_stopping_patience: int | None = Field(5, ge=1)
     valid_every_steps: int | None = Field(None, ge=1)  # default: once per epoch
     checkpoint_every_steps: int = Field(200, ge=1)
+    keep_checkpoints: int = Field(0, ge=0)  # weights of the newest N checkpoints kept in checkpoints/ (nmt average)
     valid_beam_size: int = Field(1, ge=1)
     max_nonfinite_steps: int = Field(5, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"

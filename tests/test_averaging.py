@@ -3,8 +3,9 @@ import shutil
 import pytest
 import torch
 
-from nmt.averaging import average_run, average_state_dicts, save_snapshot, snapshots
+from nmt.averaging import average_run, average_state_dicts
 from nmt.bundle import load_bundle
+from nmt.checkpoint import save_snapshot, snapshots
 from nmt.config import ModelConfig
 from nmt.errors import NMTError
 from nmt.model import Seq2Seq
@@ -105,3 +106,18 @@ def test_cli_average_last_two_and_errors(run_with_snapshots, tmp_path):
     (run / "checkpoints" / "step_00000300.pt").write_bytes(b"not a checkpoint")
     corrupt = run_nmt("average", "--model", run, "--last", "2", "--output", tmp_path / "x", check=False)
     assert corrupt.returncode == 2 and "step_00000300.pt" in corrupt.stderr
+
+
+@pytest.mark.slow
+def test_training_keeps_the_last_checkpoints_and_averages_them(tmp_path, data_dir):
+    run = tmp_path / "run"
+    run_nmt(
+        "train", "--config", "configs/tiny.yaml", "--output-dir", run, "--quiet",
+        "--set", "train.max_steps=20", "--set", "train.checkpoint_every_steps=5", "--set", "train.keep_checkpoints=2",
+        "--set", "data.max_train_examples=1000", "--set", "data.max_valid_examples=20",
+    )  # fmt: skip
+    assert [step for step, _ in snapshots(run)] == [15, 20]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000015.pt", "step_00000020.pt"]
+    proc = run_nmt("average", "--model", run, "--last", "2", "--output", tmp_path / "avg")
+    assert "steps 15, 20" in proc.stdout
+    assert run_nmt("translate", "--model", tmp_path / "avg", input="Ein Hund läuft.\n").stdout.strip()

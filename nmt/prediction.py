@@ -55,29 +55,34 @@ class Translator:
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, device: str = "cpu", quantize: str | None = None) -> Translator:
-        return cls.from_run_dirs([run_dir], device, quantize)
+        bundle = load_bundle(run_dir, resolve_device(device))
+        if quantize == "int8":
+            bundle.model = quantize_int8(bundle.model)
+        return cls.from_bundle(bundle)
 
     @classmethod
     def from_run_dirs(cls, run_dirs: list[str | Path], device: str = "cpu", quantize: str | None = None) -> Translator:
         """One model, or an ensemble of several sharing a vocabulary (decode settings: the first model's)."""
         from nmt.ensemble import Ensemble, check_same_vocabulary
 
+        if len(run_dirs) == 1:
+            return cls.from_run_dir(run_dirs[0], device, quantize=quantize)
         bundles = [load_bundle(run_dir, resolve_device(device)) for run_dir in run_dirs]
         names = [str(run_dir) for run_dir in run_dirs]
         first = bundles[0]
+        first_pair = (first.config.data.src_lang, first.config.data.tgt_lang)
         for name, bundle in zip(names[1:], bundles[1:], strict=True):
             pair = (bundle.config.data.src_lang, bundle.config.data.tgt_lang)
-            first_pair = (first.config.data.src_lang, first.config.data.tgt_lang)
             if pair != first_pair:
                 raise NMTError(
                     f"cannot ensemble {names[0]} ({'->'.join(first_pair)}) and {name} ({'->'.join(pair)}): "
                     "different language pairs"
                 )
         check_same_vocabulary(names, [(b.src_tokenizer, b.tgt_tokenizer) for b in bundles])
-        model = first.model if len(bundles) == 1 else Ensemble([b.model for b in bundles])
+        first.model = Ensemble([b.model for b in bundles])
         if quantize == "int8":
-            model = quantize_int8(model)
-        return cls(model, first.src_tokenizer, first.tgt_tokenizer, first.config)
+            first.model = quantize_int8(first.model)
+        return cls.from_bundle(first)
 
     def translate(
         self,

@@ -69,6 +69,11 @@ def test_cross_field_checks():
         config_from_dict({"tokenizer": {"joint": False}, "model": {"tie_src_tgt_embeddings": True}}, "x")
     with pytest.raises(NMTError, match="dot"):
         config_from_dict({"model": {"attention": "luong", "luong_score": "dot", "bidirectional": True}}, "x")
+    with pytest.raises(NMTError, match="bridge 'copy'"):
+        config_from_dict({"model": {"bridge": "copy", "encoder_layers": 2, "decoder_layers": 1}}, "x")
+    with pytest.raises(NMTError, match="bridge 'copy'"):
+        config_from_dict({"model": {"bridge": "copy", "hidden_size": 512, "encoder_hidden_size": 512}}, "x")
+    config_from_dict({"model": {"bridge": "copy", "hidden_size": 512, "encoder_hidden_size": 256}}, "x")
 
 
 def test_dump_roundtrip():
@@ -81,7 +86,8 @@ def test_dump_roundtrip():
 def test_readme_documents_every_config_key():
     from pathlib import Path
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    root = Path(__file__).parent.parent
+    readme = "".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     missing = []
     for section, field in Config.model_fields.items():
         keys = (

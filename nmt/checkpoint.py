@@ -5,6 +5,7 @@ atomic (a crash leaves the old file or the new one)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,37 @@ from nmt.bundle import CHECKPOINT_FILE, FORMAT_VERSION, WEIGHTS_FILE, weights_pa
 from nmt.errors import NMTError
 from nmt.files import atomic_torch_save, safe_torch_load
 
+SNAPSHOT_DIR = "checkpoints"  # weights of the last `train.keep_checkpoints` checkpoints, for `nmt average`
+_SNAPSHOT = re.compile(r"^step_(\d+)\.pt$")
+
+
+def snapshots(run_dir: Path) -> list[tuple[int, Path]]:
+    """The weight snapshots of a run, oldest first, as (step, path)."""
+    directory = Path(run_dir) / SNAPSHOT_DIR
+    if not directory.is_dir():
+        return []
+    return sorted((int(m.group(1)), p) for p in directory.iterdir() if (m := _SNAPSHOT.match(p.name)))
+
+
+def save_snapshot(run_dir: Path, model: torch.nn.Module, step: int, keep: int) -> None:
+    """Write the weights at `step` to `checkpoints/step_NNNNNNNN.pt` and delete all but the newest `keep`."""
+    directory = Path(run_dir) / SNAPSHOT_DIR
+    directory.mkdir(exist_ok=True)
+    atomic_torch_save(directory / f"step_{step:08d}.pt", {**weights_payload(model), "step": step})
+    for _, path in snapshots(run_dir)[:-keep]:
+        path.unlink(missing_ok=True)
+
 
 def save_checkpoint(
-    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], rng: list
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    rng: list,
+    keep: int = 0,
 ) -> None:
-    """Write `last.pt`: weights, optimizer, the training state (a JSON-able dict) and every process's RNG state.
-
-    Keeping more checkpoints than the last (e.g. the last N, for averaging) belongs here.
-    """
+    """Write `last.pt`: weights, optimizer, the training state (a JSON-able dict) and every process's RNG state;
+    with `keep` > 0 also a weight snapshot of this step, keeping the newest `keep` (for `nmt average`)."""
     payload = {
         "format_version": FORMAT_VERSION,
         "model": model.state_dict(),
@@ -31,6 +55,8 @@ def save_checkpoint(
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
     atomic_torch_save(run_dir / CHECKPOINT_FILE, payload)
+    if keep:
+        save_snapshot(run_dir, model, state["step"], keep)
 
 
 def load_checkpoint(

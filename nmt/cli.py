@@ -1,4 +1,4 @@
-"""The `nmt` command: train, translate, evaluate, serve, bench."""
+"""The `nmt` command: train, translate, evaluate, average, serve, bench."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ def _positive(value: str) -> int:
 
 
 def _add_decode_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="run directory of a trained model")
+    p.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        help="run directory of a trained model; repeat it to ensemble models that share a vocabulary",
+    )
     p.add_argument("--beam-size", type=_positive, help="beam size (1 = greedy; default: the config's)")
     p.add_argument("--batch-size", type=_positive, help="sentences per batch (default: the config's)")
     p.add_argument("--length-penalty", type=float, help="GNMT length-penalty alpha (default: the config's)")
@@ -70,6 +75,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", help="write scores, signatures, hypotheses and their scores to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("average", help="average the last N checkpoints of a run into a model bundle")
+    p.add_argument("--model", required=True, help="run directory trained with train.keep_checkpoints >= N")
+    p.add_argument("--last", type=_positive, required=True, help="how many of the newest checkpoints to average")
+    p.add_argument("--output", help="bundle directory to write (default: RUN_DIR/averaged_last_N)")
+    p.set_defaults(func=cmd_average)
+
     p = sub.add_parser("serve", help="serve a trained model over HTTP (LitServe)")
     if command in (None, "serve"):
         from serve import app as serve_app
@@ -109,6 +120,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from nmt.averaging import average_run
+    from nmt.checkpoint import snapshots
+
+    out = average_run(args.model, args.last, args.output)
+    steps = [step for step, _ in snapshots(Path(args.model))[-args.last :]]
+    print(f"averaged the checkpoints of steps {', '.join(map(str, steps))}; model in {out}")
+    return 0
+
+
 def _translator(args: argparse.Namespace):
     import torch
 
@@ -116,7 +137,7 @@ def _translator(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    translator = Translator.from_run_dir(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    translator = Translator.from_run_dirs(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
     if args.length_penalty is not None:
         translator.config.decode.length_penalty = args.length_penalty
     return translator
@@ -206,7 +227,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from nmt.files import atomic_write_json
 
         report = {
-            "model": str(args.model),
+            "model": args.model[0] if len(args.model) == 1 else args.model,
             "data": name,
             "beam_size": beam,
             "dtype": translator.dtype,

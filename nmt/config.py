@@ -52,7 +52,9 @@ class ModelConfig(Section):
     luong_score: Literal["general", "dot"] = "general"
     input_feeding: bool = True  # luong: feed the previous attentional vector into the next step
     feed_context: bool = True  # the context vector enters every decoder step and the readout (Cho et al. 2014)
-    bridge: Literal["linear", "zero"] = "linear"
+    bridge: Literal["linear", "zero", "copy"] = "linear"  # copy: the encoder's final states as they are
+    init: Literal["default", "uniform"] = "default"  # default: PyTorch's, N(0, 1/dim) embeddings; uniform: all
+    init_range: float = Field(0.1, gt=0)  # uniform: every parameter from U(-init_range, init_range) (OpenNMT-py)
     reverse_source: bool = False  # Sutskever et al. 2014
     readout_dim: int | None = Field(None, ge=1)  # default: embedding_dim when tied, else hidden_size
     tie_embeddings: bool = True  # target embedding = output projection
@@ -64,6 +66,12 @@ class ModelConfig(Section):
             enc_out = (self.encoder_hidden_size or self.hidden_size) * (2 if self.bidirectional else 1)
             if enc_out != self.hidden_size:
                 raise ValueError("luong_score 'dot' needs encoder outputs of hidden_size (bidirectional: false)")
+        if self.bridge == "copy":
+            enc_out = (self.encoder_hidden_size or self.hidden_size) * (2 if self.bidirectional else 1)
+            if enc_out != self.hidden_size or self.encoder_layers != self.decoder_layers:
+                raise ValueError(
+                    "bridge 'copy' needs encoder_layers equal to decoder_layers and encoder outputs of hidden_size"
+                )
         if self.tie_embeddings and self.readout_dim not in (None, self.embedding_dim):
             raise ValueError("tie_embeddings needs readout_dim equal to embedding_dim")
         return self
@@ -100,6 +108,7 @@ class TrainConfig(Section):
     early_stopping_patience: int | None = Field(5, ge=1)
     valid_every_steps: int | None = Field(None, ge=1)  # default: once per epoch
     checkpoint_every_steps: int = Field(200, ge=1)
+    keep_checkpoints: int = Field(0, ge=0)  # weights of the newest N checkpoints kept in checkpoints/ (nmt average)
     valid_beam_size: int = Field(1, ge=1)
     max_nonfinite_steps: int = Field(5, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"

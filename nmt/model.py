@@ -12,6 +12,16 @@ from nmt.shapes import Shapes
 from nmt.tokenizer import PAD_ID
 
 
+def initialize_uniform(model: nn.Module, init_range: float) -> None:
+    """OpenNMT-py's `param_init`: every parameter from U(-init_range, init_range); padding embeddings stay zero."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-init_range, init_range)
+        for module in model.modules():
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+
+
 def _embedding(vocab_size: int, dim: int) -> nn.Embedding:
     emb = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
     nn.init.normal_(emb.weight, std=dim**-0.5)
@@ -23,7 +33,8 @@ def _embedding(vocab_size: int, dim: int) -> nn.Embedding:
 class Bridge(nn.Module):
     """Maps the encoder's final states (all layers and directions) to the decoder's initial states.
 
-    A linear map of the concatenated final states handles any mismatch of directions, layers or sizes.
+    A linear map of the concatenated final states handles any mismatch of directions, layers or sizes; `copy`
+    (OpenNMT-py's `bridge: false`) passes each layer's final state on, both directions concatenated.
     """
 
     def __init__(self, *, config: ModelConfig, shapes: Shapes):
@@ -42,8 +53,15 @@ class Bridge(nn.Module):
         out = torch.tanh(linear(flat)).view(batch, self.dec_layers, self.dec_hidden)
         return out.transpose(0, 1).contiguous()  # (dec_layers, batch, dec_hidden)
 
+    def _copy(self, h: torch.Tensor) -> torch.Tensor:
+        batch = h.size(1)
+        per_layer = h.view(self.dec_layers, -1, batch, h.size(2))  # (layers, directions, batch, hidden)
+        return per_layer.permute(0, 2, 1, 3).reshape(self.dec_layers, batch, self.dec_hidden)
+
     def forward(self, final: Hidden) -> Hidden:
         h = final[0] if isinstance(final, tuple) else final
+        if self.kind == "copy":
+            return tuple(self._copy(x) for x in final) if self.is_lstm else self._copy(final)
         if self.kind == "zero":
             zeros = h.new_zeros(self.dec_layers, h.size(1), self.dec_hidden)
             return (zeros, zeros.clone()) if self.is_lstm else zeros
@@ -62,6 +80,8 @@ class Seq2Seq(nn.Module):
         self.encoder = Encoder(config=config, shapes=shapes, embedding=src_emb)
         self.bridge = Bridge(config=config, shapes=shapes)
         self.decoder = Decoder(config=config, shapes=shapes, embedding=tgt_emb)
+        if config.init == "uniform":
+            initialize_uniform(self, config.init_range)
 
     def context_vector(self, final: Hidden) -> torch.Tensor:
         """The source summary: the top encoder layer's final state, both directions concatenated."""

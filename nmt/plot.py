@@ -65,3 +65,31 @@ def plot_bleu_against_time(curve: list[dict[str, Any]], path: Path, title: str) 
     ax.set(xlabel="training wall time (minutes)", ylabel="validation BLEU (greedy)", title=title)
     ax.grid(alpha=0.3)
     save_png(fig, path)
+
+
+def plot_learning_curves(
+    runs: dict[str, list[dict[str, Any]]], path: Path, title: str, reference: dict[str, tuple[int, float]] | None = None
+) -> None:
+    """Several runs' training perplexity and validation perplexity against the step, one line per run.
+
+    `runs` maps a label to its metrics rows (metrics.jsonl); `reference` maps a label to one (step, training
+    perplexity) point drawn as a star (a figure measured elsewhere, e.g. another toolkit's)."""
+    import math
+
+    plt = pyplot()
+    fig, (ax_train, ax_valid) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for label, metrics in runs.items():
+        train = [m for m in metrics if m["type"] == "train"]
+        valid = [m for m in metrics if m["type"] == "valid"]
+        line = ax_train.plot([m["step"] for m in train], [math.exp(m["train_loss"]) for m in train], label=label)
+        color = line[0].get_color()
+        ax_valid.plot([m["step"] for m in valid], [m["valid_ppl"] for m in valid], "o-", color=color, label=label)
+    for label, (step, ppl) in (reference or {}).items():
+        ax_train.plot([step], [ppl], "*", markersize=14, color="black", label=label)
+    ax_train.set(xlabel="step", ylabel="training perplexity (no smoothing, dropout on)", title=f"{title}: training")
+    ax_valid.set(xlabel="step", ylabel="validation perplexity", title=f"{title}: validation")
+    for ax in (ax_train, ax_valid):
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    save_png(fig, path)

@@ -1,6 +1,7 @@
 """Greedy and beam search, batched over sentences: all beams of all sentences advance in one tensor batch.
 
-Both call the model's single decoder step (`model.decoder`). Finished sentences are pruned from the batch.
+Both call the model's single decoder step (`model.decoder`); the model is a `Seq2Seq` or anything with its
+`encode` and `decoder` (an `nmt.ensemble.Ensemble`). Finished sentences are pruned from the batch.
 Scores are log-probabilities divided by the GNMT length penalty ((5 + length) / 6) ** alpha, where length counts
 the EOS token; with alpha = 0 a score is the plain log-probability of the output.
 """
@@ -8,14 +9,23 @@ the EOS token; with alpha = 0 a score is the plain log-probability of the output
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
-from nmt.model import Seq2Seq
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 NEG_INF = float("-inf")
+
+
+class SearchModel(Protocol):
+    """What the search needs of a model: `Seq2Seq` and `Ensemble` both provide it."""
+
+    decoder: Callable[..., tuple[torch.Tensor, Any]]  # (tokens, state, memory) -> (logits, state)
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Any, Any]: ...
 
 
 @dataclass
@@ -41,13 +51,13 @@ def _force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return log_probs
 
 
-def _step_log_probs(model: Seq2Seq, tokens: torch.Tensor, state, memory):
+def _step_log_probs(model: SearchModel, tokens: torch.Tensor, state, memory):
     logits, state = model.decoder(tokens, state, memory)
     return torch.log_softmax(logits[:, -1].float(), dim=-1), state  # (rows, vocab)
 
 
 def greedy_search(
-    model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_lengths: torch.Tensor, alpha: float = 0.0
+    model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, max_lengths: torch.Tensor, alpha: float = 0.0
 ) -> list[list[Hypothesis]]:
     n, device = src.size(0), src.device
     memory, state = model.encode(src, src_lengths)
@@ -78,7 +88,7 @@ def greedy_search(
 
 
 def beam_search(
-    model: Seq2Seq,
+    model: SearchModel,
     src: torch.Tensor,
     src_lengths: torch.Tensor,
     max_lengths: torch.Tensor,

@@ -41,6 +41,7 @@ RESUMABLE_KEYS = {
     "train.precision",
     "train.log_every_steps",
     "train.checkpoint_every_steps",
+    "train.keep_checkpoints",
     "data.path",
     "decode",
 }
@@ -227,10 +228,10 @@ def load_run_data(run_dir: Path, config: Config, log: Callable[[str], None] | No
     return RunData(src_tok, tgt_tok, train, indices, valid, list(valid_ds["src"]), list(valid_ds["tgt"]))
 
 
-def check_disk_space(run_dir: Path, parameters: int) -> None:
+def check_disk_space(run_dir: Path, parameters: int, snapshots: int = 0) -> None:
     """Fail before training when the disk cannot hold the checkpoints (weights, and weights plus Adam moments,
-    each written beside its predecessor during an atomic replace)."""
-    needed = parameters * 4 * (1 + 3) * 2
+    each written beside its predecessor during an atomic replace; `snapshots` kept weights plus one being written)."""
+    needed = parameters * 4 * ((1 + 3) * 2 + (snapshots + 1 if snapshots else 0))
     free = shutil.disk_usage(run_dir).free
     if free < needed:
         raise NMTError(
@@ -310,7 +311,7 @@ class Run:
             self.train_model = torch.nn.parallel.DistributedDataParallel(self.model)
         self.params = list(self.model.parameters())
         if self.dist.is_main:
-            check_disk_space(run_dir, count_parameters(self.model))
+            check_disk_space(run_dir, count_parameters(self.model), config.train.keep_checkpoints)
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr, weight_decay=config.train.weight_decay)
         self.translator = Translator(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, config)
         self.clock_start, self.clock_base = time.perf_counter(), 0.0
@@ -432,7 +433,8 @@ class Run:
     def checkpoint(self, state: TrainState) -> None:
         rng = self.dist.gather(torch.get_rng_state())
         if self.dist.is_main:
-            save_checkpoint(self.run_dir, self.model, self.optimizer, asdict(state), rng)
+            keep = self.config.train.keep_checkpoints
+            save_checkpoint(self.run_dir, self.model, self.optimizer, asdict(state), rng, keep)
 
     def close(self) -> None:
         self.reporter.close()

@@ -66,6 +66,30 @@ def test_bridge_handles_layer_and_size_mismatch():
     assert model(src, lengths, tgt).shape == (3, 5, TGT_V)
 
 
+def test_copy_bridge_passes_each_layers_final_state_both_directions():
+    config = small(encoder_layers=2, decoder_layers=2, hidden_size=16, encoder_hidden_size=8, bridge="copy")
+    model = Seq2Seq(config, SRC_V, TGT_V).eval()
+    src, lengths, _ = batch()
+    final = model.encoder(src, lengths).final  # (layers * directions, batch, 8), layer-major
+    _, state = model.encode(src, lengths)
+    for enc, dec in zip(final, state.hidden, strict=True):  # h and c
+        assert dec.shape == (2, 3, 16)
+        for layer in range(2):
+            assert torch.equal(dec[layer], torch.cat([enc[2 * layer], enc[2 * layer + 1]], dim=-1))
+    assert not any("bridge" in name for name, _ in model.named_parameters())
+
+
+def test_uniform_init_draws_every_parameter_from_the_range():
+    model = Seq2Seq(small(init="uniform", init_range=0.05, attention="luong"), SRC_V, TGT_V)
+    for name, p in model.named_parameters():
+        assert p.abs().max() <= 0.05, name
+        assert p.abs().max() > 0.03, name  # filled, not left at a smaller default
+    assert torch.count_nonzero(model.encoder.embedding.weight[PAD_ID]) == 0
+    assert torch.count_nonzero(model.decoder.embedding.weight[PAD_ID]) == 0
+    default = Seq2Seq(small(attention="luong"), SRC_V, TGT_V)
+    assert default.decoder.rnn.weight_hh_l0.abs().max() <= 16**-0.5  # PyTorch's LSTM default, unchanged
+
+
 def test_zero_bridge_starts_from_zeros():
     model = Seq2Seq(small(cell="gru", bridge="zero"), SRC_V, TGT_V)
     src, lengths, _ = batch()

@@ -133,6 +133,8 @@ def register_routes(app: FastAPI, service: Service) -> None:
         q = params.get("q")
         if not q:
             raise _missing("q")
+        if isinstance(q, str) and not _is_json(request.headers.get("content-type", "")):
+            q = "\n".join(q.splitlines())  # LibreTranslate: a form's line endings become \n (a trailing one goes)
         if not params.get("source"):
             raise _missing("source")
         if not params.get("target"):

@@ -318,3 +318,11 @@ def test_detect_and_errors(server, keyed):
     assert post(server, "/translate", json={"q": "x" * 3 * 1024 * 1024}).json() == {
         "error": "request body over the limit of 1048576 bytes"
     }
+
+
+def test_form_line_endings_become_newlines_as_in_libretranslate(server):
+    text = f"{GERMAN[0]}\r\n\r\n{GERMAN[2]}\r\n"
+    form = post(server, "/translate", data={"q": text, "source": "de", "target": "en"}).json()["translatedText"]
+    as_json = post(server, "/translate", json={"q": text, "source": "de", "target": "en"}).json()["translatedText"]
+    assert "\r" not in form and form.count("\n") == 2 and not form.endswith("\n")
+    assert as_json.count("\r\n") == 3 and as_json.replace("\r\n", "\n").rstrip("\n") == form

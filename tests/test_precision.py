@@ -140,6 +140,7 @@ def test_server_worker_searches_in_the_requested_dtype(bf16_reversal):
     from serve.api import TranslationAPI
 
     _, run_dir = bf16_reversal
-    api = TranslationAPI(str(run_dir), threads=1, dtype="int8+bf16", max_batch_size=1)
+    api = TranslationAPI({"src-tgt": str(run_dir)}, threads=1, dtype="int8+bf16", max_batch_size=1)
     api.setup("cpu")
-    assert api.translator.dtype == "int8+bf16" and "quantized" in type(api.translator.model.decoder.rnn).__module__
+    translator = api.translators["src-tgt"]
+    assert translator.dtype == "int8+bf16" and "quantized" in type(translator.model.decoder.rnn).__module__

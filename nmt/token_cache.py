@@ -94,16 +94,23 @@ def tokenize(ds, src_tok: Encoder, tgt_tok: Encoder, directory: Path, vocab_size
 
 
 def open_entry(directory: Path) -> TokenizedCorpus:
-    """A cache entry's arrays: ids memory-mapped (paged in by the OS as batches touch them), offsets in memory."""
-    meta = json.loads((directory / META_FILE).read_text())
-    sides = []
-    for side in ("src", "tgt"):
-        offsets = np.load(directory / f"{side}_offsets.npy")
-        if offsets[-1] == 0:  # np.memmap cannot map an empty file
-            ids = np.zeros(0, dtype=meta["dtype"])
-        else:
-            ids = np.memmap(directory / f"{side}_ids.bin", dtype=meta["dtype"], mode="r", shape=(int(offsets[-1]),))
-        sides += [ids, offsets]
+    """A cache entry's arrays: ids memory-mapped (paged in by the OS as batches touch them), offsets in memory.
+    Raises ValueError when the entry is damaged (files missing, truncated or inconsistent)."""
+    try:
+        meta = json.loads((directory / META_FILE).read_text())
+        dtype = np.dtype(meta["dtype"])
+        sides = []
+        for side in ("src", "tgt"):
+            offsets = np.load(directory / f"{side}_offsets.npy")
+            ids_path = directory / f"{side}_ids.bin"
+            n = int(offsets[-1])
+            if len(offsets) != meta["pairs"] + 1 or ids_path.stat().st_size != n * dtype.itemsize:
+                raise ValueError(f"{ids_path.name} does not match its offsets")
+            # np.memmap cannot map an empty file
+            ids = np.memmap(ids_path, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype=dtype)
+            sides += [ids, offsets]
+    except (OSError, KeyError, TypeError, IndexError, ValueError) as e:
+        raise ValueError(f"damaged tokenization cache entry {directory}: {e}") from None
     return TokenizedCorpus(*sides)
 
 
@@ -168,8 +175,13 @@ def cached_tokenize(
     entry = root / key
     with _locked(root / f"{key}.lock"):
         if (entry / META_FILE).is_file():
-            os.utime(entry / META_FILE)  # most recently used
-            return open_entry(entry), True
+            try:
+                corpus = open_entry(entry)
+                os.utime(entry / META_FILE)  # most recently used
+                return corpus, True
+            except ValueError as e:  # rebuilt below
+                if log:
+                    log(str(e))
         if log:
             log(f"tokenizing {source} ({len(ds):,} pairs) into the cache {entry}")
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))

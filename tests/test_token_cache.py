@@ -4,9 +4,11 @@ entries removed."""
 import os
 
 import numpy as np
+import pytest
 
 from nmt.config import DataConfig
 from nmt.data import load_split
+from nmt.errors import NMTError
 from nmt.token_cache import MAX_ENTRIES, cached_tokenize
 from tests.conftest import run_nmt
 from tests.synthetic import write_reversal_task
@@ -74,6 +76,21 @@ def test_changed_data_replaces_its_stale_entry_and_the_cache_stays_bounded(tmp_p
         cached_tokenize(ds, CharTokenizer(salt + 10), CharTokenizer(salt + 10), "d:train", root=root)
     assert len(entries(root)) == MAX_ENTRIES
     assert not [p for p in root.glob("*.lock") if not (root / p.stem).is_dir()]
+
+
+def test_a_damaged_entry_is_rebuilt_and_an_unusable_cache_is_a_clear_error(tmp_path):
+    ds = write_split(tmp_path / "d", ["abc", "de"], ["xy", "z"])
+    cached_tokenize(ds, CharTokenizer(), CharTokenizer(), "d:train", root=tmp_path / "cache")
+    [entry] = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    with open(entry / "tgt_ids.bin", "r+b") as f:  # truncated, as by a full disk
+        f.truncate(1)
+    messages = []
+    again, hit = cached_tokenize(ds, CharTokenizer(), CharTokenizer(), "d:train", tmp_path / "cache", messages.append)
+    assert not hit and "damaged tokenization cache entry" in messages[0]
+    assert again.tgt(1).tolist() == CharTokenizer().encode(["z"])[0]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NMTError, match="cannot create the tokenization cache .*NMT_CACHE_DIR"):
+        cached_tokenize(ds, CharTokenizer(), CharTokenizer(), "d:train", root=tmp_path / "file" / "cache")
 
 
 def cache_files(*roots):

@@ -28,7 +28,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# The unit tests only (no training to the end, no server, no fuzzing or soak): under a minute on 2 idle cores.
+# The unit tests only (no training to the end, no server, no fuzzing or soak): 30-40 s of CPU time.
 test-unit: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 

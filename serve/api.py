@@ -8,14 +8,18 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import litserve as ls
 from fastapi import Depends, HTTPException
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
+from nmt.bundle import read_metadata
 from nmt.errors import NMTError
+from serve import metrics
 from serve.auth import key_matches
+from serve.cache import TranslationCache, translate_with_cache
 from serve.http import SENTENCE_COUNT_HEADER
 from serve.logs import LOGGER, configure_logging
 from serve.loop import IdleFriendlyBatchedLoop
@@ -59,15 +63,21 @@ class TranslationAPI(ls.LitAPI):
         log_level: str = "info",
         max_batch_size: int = 16,
         batch_timeout: float = 0.01,
+        cache_entries: int = 0,
+        cache_bytes: int = 0,
     ):
-        loop = IdleFriendlyBatchedLoop() if max_batch_size > 1 else "auto"
+        # the same loop for a batch of 1 (LitServe's own would not report queue waits)
+        loop = IdleFriendlyBatchedLoop()
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict", loop=loop)
         self.model_dir = model_dir
         self.threads = threads
         self.quantize = quantize
         self.api_key = api_key
         self.log_level = log_level
+        self.cache_entries, self.cache_bytes = cache_entries, cache_bytes
         self.translator = None
+        self.cache: TranslationCache | None = None
+        self.pair = ""
 
     def setup(self, device: str) -> None:
         """Load the model once per worker, set its torch threads and check it translates (then /health is 200)."""
@@ -85,6 +95,11 @@ class TranslationAPI(ls.LitAPI):
             logging.getLogger("litserve.loops.loops").disabled = True
             raise
         self.translator.translate(["warm-up"], beam_size=2)  # an exception here fails the worker: /health stays 503
+        meta = read_metadata(Path(self.model_dir))
+        self.pair = f"{meta.get('src_lang')}-{meta.get('tgt_lang')}"
+        if self.cache_entries > 0:
+            self.cache = TranslationCache(self.cache_entries, self.cache_bytes)
+        metrics.worker_ready({str(meta.get("name") or self.pair): time.perf_counter() - start})
         logger.info(
             "worker ready: model %s on %s, %d torch thread(s), loaded in %.1f s",
             self.model_dir,
@@ -119,11 +134,17 @@ class TranslationAPI(ls.LitAPI):
             groups[job.options].append(i)
         for (beam_size, n_best, max_length), members in groups.items():
             texts = [text for i in members for text in jobs[i].texts]
-            results = self.translator.translate(texts, beam_size, n_best, max_length)
+            results, hits = translate_with_cache(
+                self.cache, self.model_dir, self.translator.translate, texts, beam_size, n_best, max_length
+            )
+            metrics.observe_translated(self.pair, texts)
+            if self.cache is not None:
+                metrics.observe_cache(hits, len(texts) - hits, len(self.cache), self.cache.bytes)
             offset = 0
             for i in members:
                 hypotheses[i] = results[offset : offset + len(jobs[i].texts)]
                 offset += len(jobs[i].texts)
+        metrics.observe_batch(len(jobs), sum(len(job.texts) for job in jobs))
         logger.debug(
             "batch: %d request(s), %d sentence(s), %d option group(s), %.1f ms",
             len(jobs),

@@ -18,6 +18,7 @@ from litserve.server import RegularRequestHandler
 from litserve.utils import LitAPIStatus, ResponseBufferItem
 
 from serve.logs import LOGGER
+from serve.quota import characters_of, charge_characters
 
 logger = logging.getLogger(LOGGER)
 
@@ -35,6 +36,7 @@ class DeadlineRequestHandler(RegularRequestHandler):
     async def handle_request(self, request: Any, request_type: type) -> Response:
         timeout = self.server.timeout
         payload = await self._prepare_request(request, request_type)
+        await charge_characters(characters_of(payload))  # the key's characters per day (serve.quota), or 429
         # `_submit_request` does not await: the answer cannot be read before its buffer entry exists
         uid, _ = await self._submit_request(payload)
         event = asyncio.Event()

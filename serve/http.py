@@ -23,6 +23,7 @@ logger = logging.getLogger(LOGGER)
 SENTENCE_COUNT_HEADER = "X-Sentence-Count"  # set by the LitAPI on each answer, read by the access log
 MAX_MESSAGES = 5  # validation messages in one 422 detail (a list of 10,000 numbers has 10,000 errors)
 OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})  # the schema needs no key
+OPEN_PREFIXES = ("/static/",)  # the web page's files (serve.webpage); the page asks for the key itself
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -30,6 +31,11 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+def is_open(path: str, open_paths: frozenset[str]) -> bool:
+    """Whether `path` is served without a key: one of `open_paths`, or a file of the web page."""
+    return path in open_paths or path.startswith(OPEN_PREFIXES)
 
 
 async def _send_json(send: Send, status: int, detail: str) -> None:
@@ -48,7 +54,7 @@ class ApiKeyMiddleware:
         self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or is_open(scope["path"], self.open_paths):
             return await self.app(scope, receive, send)
         if not key_matches(_header(scope, b"x-api-key"), self.api_key):
             return await _send_json(send, 401, "missing or invalid API key (send it in the X-API-Key header)")

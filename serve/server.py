@@ -21,6 +21,7 @@ from nmt.errors import NMTError
 from serve.api import TranslationAPI
 from serve.deadline import DeadlineRequestHandler
 from serve.http import (
+    OPEN_PATHS,
     AccessLogMiddleware,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -30,7 +31,10 @@ from serve.http import (
 )
 from serve.jsonbody import StrictJSONRoute
 from serve.logs import LOGGER, configure_logging
+from serve.metrics import MetricsMiddleware, add_metrics_route
+from serve.quota import QuotaExceeded, Windows, keys_middleware, quota_exceeded_handler, reload_on_sighup
 from serve.schema import Limits, set_limits
+from serve.webpage import WEB_PAGE_PATHS, add_web_page
 
 logger = logging.getLogger(LOGGER)
 
@@ -121,12 +125,20 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
         log_level=args.log_level,
         max_batch_size=args.max_batch_size,
         batch_timeout=args.batch_timeout,
+        cache_entries=args.cache_size,
+        cache_bytes=args.cache_bytes,
     )
-    # the last middleware is the outermost: log everything, then check the key, then the body size
+    # the last middleware is the outermost: count and log everything, then check the key, then the body size
     middlewares: list = [(BodyLimitMiddleware, {"max_bytes": args.max_body_bytes})]
-    if args.api_key is not None:
-        middlewares.append((ApiKeyMiddleware, {"api_key": args.api_key}))
+    open_paths = OPEN_PATHS | WEB_PAGE_PATHS | ({"/metrics"} if args.metrics_open else set())
+    args.quota_store = None
+    if args.key_list is not None:
+        args.quota_store, middleware = keys_middleware(args.key_list, Windows(*args.quota_windows), open_paths)
+        middlewares.append(middleware)
+    elif args.api_key is not None:
+        middlewares.append((ApiKeyMiddleware, {"api_key": args.api_key, "open_paths": open_paths}))
     middlewares.append((AccessLogMiddleware, {"log_text": args.log_text}))
+    middlewares.append((MetricsMiddleware, {}))
     server = TranslationServer(
         api,
         accelerator=args.device,
@@ -137,7 +149,10 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
         restart_workers=True,
     )
     server.app.add_exception_handler(RequestValidationError, validation_error_handler)
+    server.app.add_exception_handler(QuotaExceeded, quota_exceeded_handler)
     server.app.add_exception_handler(Exception, internal_error_handler)
+    add_web_page(server.app)
+    add_metrics_route(server.app)
     document_api(server.app, __version__)
     return server
 
@@ -183,6 +198,8 @@ def serve(args: argparse.Namespace) -> int:
         )
     server = build_server(args)
     _install_signal_handlers(server)
+    if args.quota_store is not None:
+        reload_on_sighup(args.quota_store, args.keys)
     logger.info(
         "serving %s on http://%s:%d: %d worker(s) x %d thread(s), max batch %d, batch timeout %g s, API key %s",
         args.model,
@@ -209,4 +226,6 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         server.stopping = True
         _stop_children()
+        if args.quota_store is not None:
+            args.quota_store.remove()
     return 0

@@ -450,7 +450,7 @@ def test_fuzz_api_key_never_reaches_the_model(target):
     before = _batch_lines(target.server)
 
     @fuzz(400)
-    @given(key=keys, path=st.sampled_from(["/predict", "/predict", "/health", "/info", "/"]))
+    @given(key=keys, path=st.sampled_from(["/predict", "/predict", "/health", "/info", "/metrics"]))
     def run(key: str | None, path: str) -> None:
         assume(key is None or key.strip(" \t") != KEY)
         method, body = ("POST", VALID_BODIES[0]) if path == "/predict" else ("GET", None)

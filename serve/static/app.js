@@ -76,9 +76,18 @@ function option(value, label) {
   return o;
 }
 
+// A language's name: the server's, else the browser's own (Intl.DisplayNames, built in), else its code.
+function displayName(code) {
+  try {
+    return new Intl.DisplayNames([navigator.language || "en"], { type: "language" }).of(code) || code;
+  } catch (e) {
+    return code;
+  }
+}
+
 function nameOf(code) {
   const lang = state.languages.find((l) => l.code === code);
-  return lang ? lang.name : code;
+  return lang && lang.name && lang.name !== code ? lang.name : displayName(code);
 }
 
 function fillSources() {
@@ -87,7 +96,7 @@ function fillSources() {
   source.replaceChildren();
   const sources = state.languages.filter((l) => l.targets.length > 0);
   if (state.libre && sources.length > 1) source.append(option("auto", "Detect language"));
-  for (const l of sources) source.append(option(l.code, l.name));
+  for (const l of sources) source.append(option(l.code, nameOf(l.code)));
   if ([...source.options].some((o) => o.value === previous)) source.value = previous;
   fillTargets();
 }
@@ -152,7 +161,7 @@ async function translateNative(text, alternatives) {
     if (state.maxBeam && body.n_best > state.maxBeam) body.n_best = body.beam_size = state.maxBeam;
   }
   const { response, data } = await call("POST", "/predict", body);
-  if (!response.ok) return { error: errorMessage(response, data) };
+  if (!response.ok) return { error: errorMessage(response, data), status: response.status };
   const assemble = (pick) => {
     let i = 0;
     return lines.map((l) => (l.trim() === "" ? l : pick(i++))).join("\n");
@@ -171,7 +180,7 @@ async function translateLibre(text, alternatives) {
   if (alternatives > 0) body.alternatives = alternatives;
   if (state.key) body.api_key = state.key;
   const { response, data } = await call("POST", "/translate", body);
-  if (!response.ok) return { error: errorMessage(response, data) };
+  if (!response.ok) return { error: errorMessage(response, data), status: response.status };
   const result = { text: data.translatedText, alternatives: data.alternatives || [] };
   if (data.detectedLanguage) {
     const d = data.detectedLanguage;
@@ -193,9 +202,8 @@ async function translate() {
     const alternatives = Number($("alternatives").value);
     const result = state.libre ? await translateLibre(text, alternatives) : await translateNative(text, alternatives);
     if (result.error) {
-      showError(result.error);
-      if (/API key/.test(result.error)) needKey(Boolean(state.key));
-      return;
+      if (result.status === 401 || result.status === 403) return needKey(Boolean(state.key));
+      return showError(result.error);
     }
     $("result").textContent = result.text;
     $("detected").textContent = result.detected || "";

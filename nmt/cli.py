@@ -11,29 +11,20 @@ from pathlib import Path
 from typing import IO
 
 from nmt import __version__
+from nmt.cli_types import positive_int
 from nmt.errors import NMTError
 
 SPLIT_ROLES = {"train": "train_split", "valid": "valid_split", "validation": "valid_split", "test": "test_split"}
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
 def _add_decode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run directory of a trained model")
-    p.add_argument("--beam-size", type=_positive, help="beam size (1 = greedy; default: the config's)")
-    p.add_argument("--batch-size", type=_positive, help="sentences per batch (default: the config's)")
+    p.add_argument("--beam-size", type=positive_int, help="beam size (1 = greedy; default: the config's)")
+    p.add_argument("--batch-size", type=positive_int, help="sentences per batch (default: the config's)")
     p.add_argument("--length-penalty", type=float, help="GNMT length-penalty alpha (default: the config's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the RNN and linear layers")
-    p.add_argument("--threads", type=_positive, help="torch threads (default: one per core)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: one per core)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("translate", help="translate text, one sentence per line (stdin to stdout by default)")
     _add_decode_options(p)
-    p.add_argument("--n-best", type=_positive, default=1, help="print N hypotheses per input as 'i ||| text ||| score'")
-    p.add_argument("--max-length", type=_positive, help="most output tokens (default: from the source length)")
+    p.add_argument(
+        "--n-best", type=positive_int, default=1, help="print N hypotheses per input as 'i ||| text ||| score'"
+    )
+    p.add_argument("--max-length", type=positive_int, help="most output tokens (default: from the source length)")
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
     p.set_defaults(func=cmd_translate)

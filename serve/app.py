@@ -4,40 +4,13 @@ imports it; the server itself lives in serve.server and serve.api and is importe
 import argparse
 import os
 
+from nmt.cli_types import non_negative_int, positive_float, positive_int
 from nmt.errors import NMTError
+from serve.schema import Limits
 
+LIMITS = Limits()  # the defaults of the limit options (serve.schema.Limits is their one home)
 API_KEY_ENV = "NMT_API_KEY"
 PORT_ENV = "NMT_PORT"  # also read by the Docker HEALTHCHECK
-
-
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
-def _positive_float(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{value}'") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return x
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{value}'") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {n}")
-    return n
 
 
 def _windows(value: str) -> tuple[float, float]:
@@ -53,7 +26,13 @@ def _windows(value: str) -> tuple[float, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `nmt serve`."""
-    parser.add_argument("--model", required=True, help="run directory of a trained model")
+    parser.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        help="run directory of a trained model, or a directory of run directories; repeat it to serve several "
+        "language pairs (one model per pair)",
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -61,10 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="interface to listen on (default: 127.0.0.1; 0.0.0.0 in Docker)",
     )
     parser.add_argument("--port", type=int, help=f"TCP port, 1024-65535 (default: ${PORT_ENV} or 8000)")
-    parser.add_argument("--workers", type=_positive_int, default=1, help="inference processes (default: 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="inference processes (default: 1)")
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="torch threads per worker (default: 1; scale with --workers, see the README's Serving section)",
     )
@@ -72,38 +51,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
     group = parser.add_argument_group("batching")
     group.add_argument(
-        "--max-batch-size", type=_positive_int, default=16, help="requests gathered into one search (default: 16)"
+        "--max-batch-size", type=positive_int, default=16, help="requests gathered into one search (default: 16)"
     )
     group.add_argument(
         "--batch-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=0.01,
         help="seconds to wait for a batch to fill (default: 0.01; a lone request waits this long)",
     )
     group = parser.add_argument_group("limits")
-    group.add_argument("--max-chars", type=_positive_int, default=1000, help="characters per text (default: 1000)")
-    group.add_argument("--max-texts", type=_positive_int, default=64, help="texts per request (default: 64)")
     group.add_argument(
-        "--max-beam-size", type=_positive_int, help="largest beam a request may ask for (default: the config's)"
+        "--max-chars",
+        type=positive_int,
+        default=LIMITS.max_chars,
+        help=f"characters per text, a document of any number of sentences (default: {LIMITS.max_chars})",
     )
     group.add_argument(
-        "--max-body-bytes", type=_positive_int, default=1 << 20, help="request body size (default: 1 MiB)"
+        "--max-texts",
+        type=positive_int,
+        default=LIMITS.max_texts,
+        help=f"texts per request (default: {LIMITS.max_texts})",
+    )
+    group.add_argument(
+        "--max-sentence-chars",
+        type=positive_int,
+        default=LIMITS.max_sentence_chars,
+        help=f"a longer sentence is cut at a clause break or space first (default: {LIMITS.max_sentence_chars})",
+    )
+    group.add_argument(
+        "--max-beam-size", type=positive_int, help="largest beam a request may ask for (default: the config's)"
+    )
+    group.add_argument(
+        "--max-body-bytes",
+        type=positive_int,
+        default=LIMITS.max_body_bytes,
+        help=f"request body size (default: {LIMITS.max_body_bytes} bytes)",
     )
     group.add_argument(
         "--timeout",
-        type=_positive_float,
-        default=30.0,
-        help="seconds from queueing a request to its answer, queue wait and translation; 504 after (default: 30)",
+        type=positive_float,
+        default=LIMITS.timeout,
+        help=f"seconds from queueing a request to its answer, queue wait and translation; 504 after "
+        f"(default: {LIMITS.timeout:g})",
     )
     group.add_argument(
         "--max-concurrency",
-        type=_positive_int,
-        default=256,
-        help="open connections and requests per HTTP process before 503 (default: 256)",
+        type=positive_int,
+        default=LIMITS.max_concurrency,
+        help=f"open connections and requests per HTTP process before 503 (default: {LIMITS.max_concurrency})",
     )
     group = parser.add_argument_group("security and logging")
     group.add_argument(
-        "--api-key", help=f"require this key in the X-API-Key header (default: ${API_KEY_ENV}; prefer the variable)"
+        "--api-key",
+        help=f"require this key: X-API-Key header on the native routes, api_key parameter on the LibreTranslate "
+        f"routes (default: ${API_KEY_ENV}; prefer the variable)",
     )
     group.add_argument(
         "--keys",
@@ -120,13 +121,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("translation cache (per worker)")
     group.add_argument(
         "--cache-size",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=10000,
         help="sentences kept per worker, least recently used dropped first; 0 turns the cache off (default: 10000)",
     )
     group.add_argument(
         "--cache-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=64 << 20,
         help="approximate memory of the cache per worker (default: 64 MiB)",
     )
@@ -162,8 +163,6 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
             args.key_list = read_keys_file(args.keys)
         except KeysFileError as e:
             raise NMTError(str(e)) from None
-    if args.metrics_open and args.api_key is None and args.keys is None:
-        args.metrics_open = False  # nothing to open: every route is open already
     return args
 
 

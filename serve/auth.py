@@ -3,6 +3,7 @@
 import hmac
 import string
 
+KEY_MESSAGE = "missing or invalid API key (send it in the X-API-Key header)"  # 401 of the native routes
 KEY_CHARACTERS = set(string.ascii_letters + string.digits + string.punctuation)
 
 

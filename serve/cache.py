@@ -82,6 +82,8 @@ def translate_with_cache(
 ) -> tuple[list[list[Any]], int]:
     """`translate(texts, beam_size, n_best, max_length)` through `cache` (None: no cache): the n-best lists in order,
     and how many texts were answered from the cache. Only the distinct missing texts are translated."""
+    if not texts:
+        return [], 0
     if cache is None:
         return translate(texts, beam_size, n_best, max_length), 0
     keys = [(model, text, beam_size, n_best, max_length) for text in texts]

@@ -8,22 +8,28 @@ import logging
 import time
 from collections.abc import Iterable
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.auth import key_matches
+from serve.auth import KEY_MESSAGE, key_matches
 from serve.jsonbody import shown
 from serve.logs import LOGGER
 
 logger = logging.getLogger(LOGGER)
 
-SENTENCE_COUNT_HEADER = "X-Sentence-Count"  # set by the LitAPI on each answer, read by the access log
+SENTENCE_COUNT_HEADER = "X-Sentence-Count"  # sentences searched for a /predict answer, read by the access log
 MAX_MESSAGES = 5  # validation messages in one 422 detail (a list of 10,000 numbers has 10,000 errors)
-OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})  # the schema needs no key
-OPEN_PREFIXES = ("/static/",)  # the web page's files (serve.webpage); the page asks for the key itself
+LT_PATHS = frozenset({"/translate", "/detect", "/languages"})  # LibreTranslate's: errors are {"error": ...}
+# the schema needs no key; the LibreTranslate routes check the key in their parameters (serve.libretranslate)
+OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}) | LT_PATHS
+
+
+def error_body(path: str, message: str) -> dict[str, str]:
+    """An error as the route's API writes it: `{"error": ...}` on LibreTranslate's routes, else `{"detail": ...}`."""
+    return {"error": message} if path in LT_PATHS else {"detail": message}
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -33,13 +39,8 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def is_open(path: str, open_paths: frozenset[str]) -> bool:
-    """Whether `path` is served without a key: one of `open_paths`, or a file of the web page."""
-    return path in open_paths or path.startswith(OPEN_PREFIXES)
-
-
-async def _send_json(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _send_json(send: Send, scope: Scope, status: int, detail: str) -> None:
+    body = json.dumps(error_body(scope["path"], detail)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -54,10 +55,10 @@ class ApiKeyMiddleware:
         self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_open(scope["path"], self.open_paths):
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
         if not key_matches(_header(scope, b"x-api-key"), self.api_key):
-            return await _send_json(send, 401, "missing or invalid API key (send it in the X-API-Key header)")
+            return await _send_json(send, scope, 401, KEY_MESSAGE)
         await self.app(scope, receive, send)
 
 
@@ -74,7 +75,7 @@ class BodyLimitMiddleware:
         detail = f"request body over the limit of {self.max_bytes} bytes"
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await _send_json(send, 413, detail)
+            return await _send_json(send, scope, 413, detail)
         received = 0
 
         async def limited_receive() -> Message:
@@ -167,41 +168,10 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
 
 async def internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Any exception that escapes a route: a JSON 500 without details (the traceback goes to the server log)."""
-    logger.error("%s %s: internal error %s", request.method, request.url.path, exc.__class__.__name__)
-    return JSONResponse({"detail": "internal server error"}, status_code=500)
+    logger.error("%s %s: internal error %s", request.method, request.url.path, exc.__class__.__name__, exc_info=exc)
+    return JSONResponse(error_body(request.url.path, "internal server error"), status_code=500)
 
 
-ERROR_RESPONSES = {
-    "400": "malformed JSON",
-    "401": "missing or invalid X-API-Key (when the server has a key)",
-    "413": "request body over the size limit",
-    "422": "invalid request: wrong types, missing or both of text/texts, empty or too long text, too many texts, "
-    "beam_size or n_best out of range",
-    "503": "too many concurrent requests",
-    "504": "no answer within the time limit (--timeout): queue wait and translation",
-}
-
-
-def document_api(app: FastAPI, version: str) -> None:
-    """Title, version and the real error responses ({"detail": "..."}) in /openapi.json."""
-    app.title, app.version = "nmt translation service", version
-    build = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = build()  # caches it in app.openapi_schema, which is patched in place
-            schema["components"]["schemas"]["Error"] = {
-                "type": "object",
-                "properties": {"detail": {"type": "string", "description": "what is wrong"}},
-                "required": ["detail"],
-            }
-            for name in ("HTTPValidationError", "ValidationError"):
-                schema["components"]["schemas"].pop(name, None)
-            error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-            predict = schema["paths"]["/predict"]["post"]
-            predict["summary"] = "Translate one sentence (text) or several (texts)"
-            for code, description in ERROR_RESPONSES.items():
-                predict["responses"][code] = {"description": description, "content": error}
-        return app.openapi_schema
-
-    app.openapi = openapi
+async def http_error_handler(request: Request, exc: HTTPException) -> JSONResponse:
+    """An HTTPException (404, 405, 413, 504, a route's 400 or 403) in the body format of the route's API."""
+    return JSONResponse(error_body(request.url.path, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)

@@ -63,7 +63,7 @@ WORKERS_ALIVE = Gauge(
     "nmt_workers_alive", "inference workers that have loaded their models", multiprocess_mode="livesum"
 )
 MODEL_LOAD = Gauge(
-    "nmt_model_load_seconds", "seconds the last worker to load a model took", ["model"], multiprocess_mode="mostrecent"
+    "nmt_model_load_seconds", "seconds the last worker to load a model took", ["pair"], multiprocess_mode="mostrecent"
 )
 
 
@@ -92,9 +92,9 @@ def observe_cache(hits: int, misses: int, entries: int, size: int) -> None:
 
 
 def worker_ready(load_seconds: dict[str, float]) -> None:
-    """A worker has loaded its models (name -> seconds each) and answers from now on."""
-    for model, seconds in load_seconds.items():
-        MODEL_LOAD.labels(model).set(seconds)
+    """A worker has loaded its models (pair -> seconds each) and answers from now on."""
+    for pair, seconds in load_seconds.items():
+        MODEL_LOAD.labels(pair).set(seconds)
     WORKERS_ALIVE.set(1)
 
 

@@ -23,16 +23,17 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from anyio import to_thread
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve.auth import key_matches
-from serve.http import is_open
+from serve.http import LT_PATHS, error_body
 from serve.keys import KeyLimits, KeysFileError, read_keys_file
 from serve.logs import LOGGER
 
@@ -190,39 +191,46 @@ class QuotaStore:
 _current: contextvars.ContextVar[tuple[QuotaStore, KeyLimits] | None] = contextvars.ContextVar(
     "nmt_quota_key", default=None
 )
-LIBRETRANSLATE_PATHS = frozenset({"/translate", "/detect", "/languages", "/translate_file", "/suggest"})
 
 
-TEXT_FIELDS = ("text", "texts", "q")  # what a request asks to translate: /predict's fields, LibreTranslate's `q`
+class UnknownKey(Exception):
+    """A key that is not in the keys file."""
 
 
-def characters_of(request: object) -> int:
-    """Characters a validated request asks to translate (its text fields, each a string or a list of strings)."""
-    total = 0
-    for name in TEXT_FIELDS:
-        value = getattr(request, name, None)
-        for text in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
-            total += len(text) if isinstance(text, str) else 0
-    return total
+async def admit(store: QuotaStore, given: str | bytes, count_request: bool) -> KeyLimits:
+    """The loaded key equal to `given` (UnknownKey otherwise), charged one request per minute when
+    `count_request` (QuotaExceeded over the limit); it is then the current request's key for `charge_characters`."""
+    key = await to_thread.run_sync(store.find, given)
+    if key is None:
+        raise UnknownKey()
+    if count_request:
+        await to_thread.run_sync(store.charge, key, MINUTE, 1, key.requests_per_minute)
+    _current.set((store, key))
+    return key
 
 
 async def charge_characters(characters: int) -> None:
-    """Charge the texts of the current request to its key's characters per day (no-op without `--keys`); called
-    where a route knows its texts, after validation and before queueing. Raises QuotaExceeded."""
+    """Charge the current request's key for `characters` characters of its day (no-op without `--keys` or a
+    limit). Raises QuotaExceeded."""
     current = _current.get()
     if current is not None and current[1].characters_per_day is not None:
         store, key = current
         await to_thread.run_sync(store.charge, key, DAY, characters, key.characters_per_day)
 
 
-def error_body(path: str, detail: str) -> bytes:
-    """LibreTranslate's {"error": ...} on its routes, {"detail": ...} on the others."""
-    field = "error" if path in LIBRETRANSLATE_PATHS else "detail"
-    return json.dumps({field: detail}).encode()
+def charging_characters(submit: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+    """`submit` (serve.litserve_glue) that first charges the sentences of the work to the request's key: every
+    route's texts, split and validated, pass here once before they are queued."""
+
+    async def charged(work: Any) -> Any:
+        await charge_characters(sum(len(sentence) for sentence in work.sentences))
+        return await submit(work)
+
+    return charged
 
 
-async def send_error(send: Send, path: str, status: int, detail: str, headers: list | None = None) -> None:
-    body = error_body(path, detail)
+async def _send_error(send: Send, path: str, status: int, detail: str, headers: list | None = None) -> None:
+    body = json.dumps(error_body(path, detail)).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
@@ -236,8 +244,9 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class KeysMiddleware:
-    """With `--keys`: 401 without a key, 403 for an unknown one, 429 over the requests per minute (POST); decided
-    from the X-API-Key header before the body is read. The key is then the request's for `charge_characters`."""
+    """With `--keys`, on the native routes: 401 without an X-API-Key header, 403 for an unknown key, 429 over the
+    key's requests per minute (POST requests count); decided before the body is read. The LibreTranslate routes
+    read their `api_key` parameter (serve.libretranslate, with `admit`); `open_paths` need no key."""
 
     def __init__(self, app: ASGIApp, store: QuotaStore, open_paths: Iterable[str]):
         self.app = app
@@ -246,39 +255,77 @@ class KeysMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or is_open(path, self.open_paths):
+        if scope["type"] != "http" or path in self.open_paths:
             return await self.app(scope, receive, send)
         given = _header(scope, b"x-api-key")
         if given is None:
-            return await send_error(send, path, 401, "an API key is required (send it in the X-API-Key header)")
-        key = await to_thread.run_sync(self.store.find, given)
-        if key is None:
-            return await send_error(send, path, 403, "unknown API key")
-        if scope["method"] == "POST":
-            try:
-                await to_thread.run_sync(self.store.charge, key, MINUTE, 1, key.requests_per_minute)
-            except QuotaExceeded as e:
-                return await send_error(send, path, 429, e.detail, [(b"retry-after", str(e.retry_after).encode())])
-        token = _current.set((self.store, key))
+            return await _send_error(send, path, 401, "an API key is required (send it in the X-API-Key header)")
         try:
-            await self.app(scope, receive, send)
-        finally:
-            _current.reset(token)
+            await admit(self.store, given, count_request=scope["method"] == "POST")
+        except UnknownKey:
+            return await _send_error(send, path, 403, "unknown API key")
+        except QuotaExceeded as e:
+            return await _send_error(send, path, 429, e.detail, [(b"retry-after", str(e.retry_after).encode())])
+        await self.app(scope, receive, send)
 
 
 async def quota_exceeded_handler(request: Request, exc: QuotaExceeded) -> JSONResponse:
     """429 with Retry-After; 413 for a request that no window could ever admit (larger than the limit itself)."""
-    body = json.loads(error_body(request.url.path, exc.detail))
+    body = error_body(request.url.path, exc.detail)
     if exc.retry_after <= 0:
         return JSONResponse(body, status_code=413)
     return JSONResponse(body, status_code=429, headers={"Retry-After": str(exc.retry_after)})
+
+
+def document_keys(app: FastAPI) -> None:
+    """/openapi.json of a server with --keys: the X-API-Key scheme on the native routes, and their 401, 403 and 429;
+    403 and 429 on the LibreTranslate routes that take an api_key."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None or "x-keys" not in app.openapi_schema:
+            schema = build()
+            schema["x-keys"] = True
+            schema["components"]["securitySchemes"] = {
+                "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+            }
+            for path, operations in schema["paths"].items():
+                for operation in operations.values():
+                    lt = path in LT_PATHS
+                    error = {"$ref": "#/components/schemas/LTError" if lt else "#/components/schemas/Error"}
+                    answers = operation.setdefault("responses", {})
+                    if lt and "api_key" not in json.dumps(operation.get("requestBody", {})):
+                        continue  # GET /languages takes no key
+                    if not lt:
+                        operation["security"] = [{"APIKeyHeader": []}]
+                        answers["401"] = {
+                            "description": "no X-API-Key",
+                            "content": {"application/json": {"schema": error}},
+                        }
+                    elif "400" in answers:
+                        answers["400"]["description"] += " (or no api_key)"
+                    answers["403"] = {"description": "unknown key", "content": {"application/json": {"schema": error}}}
+                    answers["429"] = {
+                        "description": "over the key's requests per minute or characters per day (Retry-After)",
+                        "content": {"application/json": {"schema": error}},
+                        "headers": {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
+                    }
+                    if operation.get("requestBody") or lt:
+                        answers["413"] = answers.get("413") or {
+                            "description": "a request over the key's characters per day",
+                            "content": {"application/json": {"schema": error}},
+                        }
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 # ----- set-up in the main process -------------------------------------------------------------------------------
 
 
 def keys_middleware(keys: list[KeyLimits], windows: Windows, open_paths: Iterable[str]) -> tuple[QuotaStore, tuple]:
-    """The shared store holding `keys`, and the middleware entry (class, kwargs) that checks them."""
+    """The shared store holding `keys`, and the middleware entry (class, kwargs) that checks them on the native
+    routes (`open_paths` need no key)."""
     store = QuotaStore.create(keys, windows)
     return store, (KeysMiddleware, {"store": store, "open_paths": frozenset(open_paths)})
 

@@ -10,19 +10,27 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
+from nmt.config import DecodeConfig
+
 MAX_LENGTH_CAP = 1000  # max_length only lowers the source-based output limit; the cap just rejects absurd values
+
+
+DECODE_DEFAULTS = DecodeConfig()  # a model config's decode section without overrides
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-server request limits (set from `nmt serve` options)."""
+    """Per-server request limits: the one home of their defaults (the `nmt serve` options read them here)."""
 
-    max_chars: int = 1000  # characters per text
+    max_chars: int = 5000  # characters per text: a document of any number of sentences
     max_texts: int = 64  # texts per request
-    max_beam_size: int = 16
-    default_beam_size: int = 5  # the model config's decode.beam_size
+    max_sentence_chars: int = 400  # a longer sentence is cut into pieces before the search
+    max_beam_size: int = DECODE_DEFAULTS.max_beam_size  # --max-beam-size, else the models' decode.max_beam_size
+    max_body_bytes: int = 1 << 20  # request body size, checked before the body is read
+    timeout: float = 30.0  # seconds from queueing a request to its answer
+    max_concurrency: int = 256  # open connections and requests per HTTP process before 503
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
 
 
@@ -69,9 +77,9 @@ def _check_text(text: str, item: int | None = None) -> str:
 def _document_limits(schema: dict[str, Any]) -> None:
     """Show the configured limits in /openapi.json (the schema is built lazily, after `set_limits`)."""
     props = schema["properties"]
-    props["text"]["description"] = f"one sentence (at most {_limits.max_chars} characters)"
+    props["text"]["description"] = f"one text of any number of sentences (at most {_limits.max_chars} characters)"
     props["texts"]["description"] = (
-        f"1 to {_limits.max_texts} sentences, each at most {_limits.max_chars} characters; answered in order"
+        f"1 to {_limits.max_texts} texts, each at most {_limits.max_chars} characters; answered in order"
     )
     beam = min(5, _limits.max_beam_size)
     schema["examples"] = [
@@ -79,12 +87,12 @@ def _document_limits(schema: dict[str, Any]) -> None:
         {"texts": ["Zwei Hunde spielen im Schnee.", "Ein Kind lacht."], "beam_size": beam, "n_best": min(2, beam)},
     ]
     props["beam_size"]["description"] = (
-        f"1 (greedy) to {_limits.max_beam_size}; default {_limits.default_beam_size} (the model's config)"
+        f"1 (greedy) to {_limits.max_beam_size}; default: the model's config (GET /info)"
     )
 
 
 class TranslationRequest(BaseModel):
-    """Exactly one of `text` or `texts`, plus optional decoding options."""
+    """Exactly one of `text` or `texts`, plus optional decoding options and the model to use."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_document_limits)
 
@@ -95,8 +103,11 @@ class TranslationRequest(BaseModel):
         None, ge=1, description="return an n_best list of this many hypotheses per sentence, 1 to beam_size"
     )
     max_length: StrictInt | None = Field(
-        None, ge=1, le=MAX_LENGTH_CAP, description="most output tokens (default: from the source length)"
+        None, ge=1, le=MAX_LENGTH_CAP, description="most output tokens per sentence (default: from its length)"
     )
+    source: StrictStr | None = Field(None, max_length=64, description="source language code, to pick the model")
+    target: StrictStr | None = Field(None, max_length=64, description="target language code, to pick the model")
+    model: StrictStr | None = Field(None, max_length=256, description="model name (metadata) or pair, e.g. de-en")
 
     @field_validator("text")
     @classmethod
@@ -123,11 +134,13 @@ class TranslationRequest(BaseModel):
     def _consistent(self) -> "TranslationRequest":
         if (self.text is None) == (self.texts is None):
             raise ValueError("give exactly one of 'text' (a string) or 'texts' (a list of strings)")
-        if self.beam_size is None:
-            self.beam_size = _limits.default_beam_size  # resolved here, so workers get explicit options
-        if self.n_best is not None and self.n_best > self.beam_size:
-            raise ValueError(f"n_best {_shown(self.n_best)} is larger than the beam size {self.beam_size}")
-        return self
+        if self.n_best is not None and self.beam_size is not None and self.n_best > self.beam_size:
+            raise ValueError(n_best_message(self.n_best, self.beam_size))
+        return self  # a missing beam_size is the chosen model's (serve.routes), checked against n_best there
+
+
+def n_best_message(n_best: int, beam_size: int) -> str:
+    return f"n_best {_shown(n_best)} is larger than the beam size {beam_size}"
 
 
 class Hypothesis(BaseModel):

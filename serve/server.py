@@ -1,4 +1,4 @@
-"""LitServer set-up and lifecycle of `nmt serve` (imported only when the server runs: litserve, torch)."""
+"""Set-up and lifecycle of `nmt serve`: the models, the LitServer, signals (imported only when the server runs)."""
 
 import argparse
 import logging
@@ -8,33 +8,41 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import litserve as ls
-from fastapi import Depends
 from fastapi.exceptions import RequestValidationError
-from litserve.callbacks.base import EventTypes
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nmt import __version__
-from nmt.bench.common import machine_info
-from nmt.bundle import WEIGHTS_FILE, read_metadata, read_run_config
-from nmt.config import Config
+from nmt.bundle import CONFIG_FILE, WEIGHTS_FILE, read_metadata, read_run_config
 from nmt.errors import NMTError
+from nmt.machine import machine_info
 from serve.api import TranslationAPI
-from serve.deadline import DeadlineRequestHandler
 from serve.http import (
     OPEN_PATHS,
     AccessLogMiddleware,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
-    document_api,
+    http_error_handler,
     internal_error_handler,
     validation_error_handler,
 )
 from serve.jsonbody import StrictJSONRoute
+from serve.litserve_glue import TranslationServer
 from serve.logs import LOGGER, configure_logging
 from serve.metrics import MetricsMiddleware, add_metrics_route
-from serve.quota import QuotaExceeded, Windows, keys_middleware, quota_exceeded_handler, reload_on_sighup
+from serve.openapi import document_api
+from serve.quota import (
+    QuotaExceeded,
+    Windows,
+    charging_characters,
+    document_keys,
+    keys_middleware,
+    quota_exceeded_handler,
+    reload_on_sighup,
+)
+from serve.routes import register_routes
 from serve.schema import Limits, set_limits
-from serve.webpage import WEB_PAGE_PATHS, add_web_page
+from serve.service import Model, Service
+from serve.webpage import WebPageMiddleware
 
 logger = logging.getLogger(LOGGER)
 
@@ -53,41 +61,54 @@ METADATA_KEYS = (
 )
 
 
-class TranslationServer(ls.LitServer):
-    """LitServer with strict JSON bodies, a time limit on the whole request (serve.deadline), and no worker
-    restarts once shutdown has begun. Overrides two LitServe 0.2.19 internals (the version is pinned)."""
-
-    stopping = False
-
-    def register_endpoints(self) -> None:
-        self.app.router.route_class = StrictJSONRoute  # every route added from here on parses JSON strictly
-        super().register_endpoints()
-
-    def _register_api_endpoints(self, lit_api: ls.LitAPI, request_type: type, response_type: type) -> None:
-        """LitServe's own, less specs and streaming (unused here), with `DeadlineRequestHandler`."""
-        self._callback_runner.trigger_event(EventTypes.ON_SERVER_START.value, litserver=self)
-        handler = DeadlineRequestHandler(lit_api, self)
-
-        async def endpoint_handler(request: request_type) -> response_type:
-            return await handler.handle_request(request, request_type)
-
-        self.app.add_api_route(
-            lit_api.api_path, endpoint_handler, methods=["POST"], dependencies=[Depends(self.setup_auth(lit_api))]
-        )
-
-    def launch_single_inference_worker(self, lit_api: ls.LitAPI, worker_id: int):
-        if self.stopping:  # LitServe's monitor thread would otherwise respawn the workers it is stopping
-            return self.inference_workers[worker_id]
-        return super().launch_single_inference_worker(lit_api, worker_id)
+def run_dirs(paths: list[str]) -> list[Path]:
+    """The run directories given with --model: each path is one, or a directory whose subdirectories are."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise NMTError(f"model directory not found: {path}")
+        if (path / CONFIG_FILE).is_file():
+            found.append(path)
+            continue
+        inner = sorted(p for p in path.iterdir() if (p / CONFIG_FILE).is_file())
+        if not inner:
+            raise NMTError(f"{path} is neither a run directory (no {CONFIG_FILE}) nor a directory of run directories")
+        found += inner
+    return found
 
 
-def model_info(model_dir: Path, config: Config, args: argparse.Namespace, limits: Limits) -> dict[str, Any]:
-    """What GET /info reports under "model": metadata.json (whitelisted), limits, decoding and runtime."""
-    meta = read_metadata(model_dir)
+def load_model(run_dir: Path, args: argparse.Namespace, max_beam: int) -> Model:
+    """A served model from its run directory's config and metadata (no weights are loaded here)."""
+    config = read_run_config(run_dir)
+    if not (run_dir / WEIGHTS_FILE).is_file():
+        raise NMTError(f"no trained weights in {run_dir} (missing {WEIGHTS_FILE})")
+    if config.decode.beam_size > max_beam:
+        raise NMTError(f"--max-beam-size {max_beam} is below the beam size {config.decode.beam_size} of {run_dir}")
+    meta = read_metadata(run_dir)
     info = {key: meta.get(key) for key in METADATA_KEYS}
+    src, tgt = meta.get("src_lang") or config.data.src_lang, meta.get("tgt_lang") or config.data.tgt_lang
+    info.update(src_lang=src, tgt_lang=tgt, pair=f"{src}-{tgt}", run_dir=str(run_dir))
     info["decode"] = {"beam_size": config.decode.beam_size, "length_penalty": config.decode.length_penalty}
-    info["limits"] = {**limits.to_dict(), "max_body_bytes": args.max_body_bytes}
-    info["runtime"] = {
+    name = str(meta.get("name") or config.name or run_dir.name)
+    return Model(name, src, tgt, str(run_dir.resolve()), config.decode.beam_size, info)
+
+
+def load_models(args: argparse.Namespace) -> tuple[dict[str, Model], int]:
+    """The served models by pair (two models for one pair are an error), and the largest beam a request may ask."""
+    paths = run_dirs(args.model)
+    configs = [read_run_config(path) for path in paths]
+    max_beam = args.max_beam_size or min(config.decode.max_beam_size for config in configs)
+    models: dict[str, Model] = {}
+    for path in paths:
+        model = load_model(path, args, max_beam)
+        if model.pair in models:
+            raise NMTError(f"two models for {model.pair}: {models[model.pair].run_dir} and {model.run_dir}")
+        models[model.pair] = model
+    return models, max_beam
+
+
+def runtime_info(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         **machine_info(threads=args.threads),
         "device": args.device,
         "workers": args.workers,
@@ -96,64 +117,74 @@ def model_info(model_dir: Path, config: Config, args: argparse.Namespace, limits
         "batch_timeout": args.batch_timeout,
         "quantize": args.quantize,
     }
-    return info
-
-
-def request_limits(config: Config, args: argparse.Namespace) -> Limits:
-    decode = config.decode
-    max_beam = args.max_beam_size or decode.max_beam_size
-    if decode.beam_size > max_beam:
-        raise NMTError(f"--max-beam-size {max_beam} is below the model's default beam size {decode.beam_size}")
-    return Limits(args.max_chars, args.max_texts, max_beam, decode.beam_size)
 
 
 def build_server(args: argparse.Namespace) -> TranslationServer:
-    """The LitServer for `args` (see serve.app); reads the model's config and metadata, loads no weights."""
-    model_dir = Path(args.model)
-    if not model_dir.is_dir():
-        raise NMTError(f"model directory not found: {model_dir}")
-    config = read_run_config(model_dir)
-    if not (model_dir / WEIGHTS_FILE).is_file():
-        raise NMTError(f"no trained weights in {model_dir} (missing {WEIGHTS_FILE})")
-    limits = request_limits(config, args)
+    """The LitServer for `args` (see serve.app); reads the models' configs and metadata, loads no weights."""
+    models, max_beam = load_models(args)
+    limits = Limits(
+        max_chars=args.max_chars,
+        max_texts=args.max_texts,
+        max_sentence_chars=args.max_sentence_chars,
+        max_beam_size=max_beam,
+        max_body_bytes=args.max_body_bytes,
+        timeout=args.timeout,
+        max_concurrency=args.max_concurrency,
+    )
     set_limits(limits)  # before run(): the HTTP processes are forked from this one
+    runtime = runtime_info(args)
+    for model in models.values():
+        model.info["runtime"] = runtime
+        model.info["limits"] = limits.to_dict()
+    service = Service(models, limits, api_key=args.api_key)
+    service.detector.load()
     api = TranslationAPI(
-        str(model_dir.resolve()),
+        {pair: model.run_dir for pair, model in models.items()},
         threads=args.threads,
         quantize=args.quantize,
-        api_key=args.api_key,
         log_level=args.log_level,
         max_batch_size=args.max_batch_size,
         batch_timeout=args.batch_timeout,
         cache_entries=args.cache_size,
         cache_bytes=args.cache_bytes,
     )
-    # the last middleware is the outermost: count and log everything, then check the key, then the body size
+    # the last middleware is the outermost: count and log everything, serve the web page (no key), then check the
+    # key (and the requests per minute of --keys), then the body size
     middlewares: list = [(BodyLimitMiddleware, {"max_bytes": args.max_body_bytes})]
-    open_paths = OPEN_PATHS | WEB_PAGE_PATHS | ({"/metrics"} if args.metrics_open else set())
+    open_paths = OPEN_PATHS | ({"/metrics"} if args.metrics_open else set())
     args.quota_store = None
     if args.key_list is not None:
         args.quota_store, middleware = keys_middleware(args.key_list, Windows(*args.quota_windows), open_paths)
+        service.quota = args.quota_store  # the LibreTranslate routes check their api_key parameter with it
         middlewares.append(middleware)
     elif args.api_key is not None:
         middlewares.append((ApiKeyMiddleware, {"api_key": args.api_key, "open_paths": open_paths}))
+    middlewares.append((WebPageMiddleware, {}))
     middlewares.append((AccessLogMiddleware, {"log_text": args.log_text}))
     middlewares.append((MetricsMiddleware, {}))
+
+    def register(app, submit) -> None:
+        service.submit = charging_characters(submit)  # --keys: a key's characters per day, before queueing
+        app.router.route_class = StrictJSONRoute  # every route added from here on parses JSON strictly
+        register_routes(app, service, lambda: server.workers_ready())
+
     server = TranslationServer(
         api,
+        register,
         accelerator=args.device,
         workers_per_device=args.workers,
         timeout=args.timeout,
-        model_metadata=model_info(model_dir, config, args, limits),
         middlewares=middlewares,
         restart_workers=True,
     )
     server.app.add_exception_handler(RequestValidationError, validation_error_handler)
     server.app.add_exception_handler(QuotaExceeded, quota_exceeded_handler)
+    server.app.add_exception_handler(StarletteHTTPException, http_error_handler)
     server.app.add_exception_handler(Exception, internal_error_handler)
-    add_web_page(server.app)
     add_metrics_route(server.app)
-    document_api(server.app, __version__)
+    document_api(server.app, __version__, service)
+    if args.quota_store is not None:
+        document_keys(server.app)
     return server
 
 
@@ -202,14 +233,14 @@ def serve(args: argparse.Namespace) -> int:
         reload_on_sighup(args.quota_store, args.keys)
     logger.info(
         "serving %s on http://%s:%d: %d worker(s) x %d thread(s), max batch %d, batch timeout %g s, API key %s",
-        args.model,
+        ", ".join(args.model),
         args.host,
         args.port,
         args.workers,
         args.threads,
         args.max_batch_size,
         args.batch_timeout,
-        "required" if args.api_key else "not required",
+        "from " + args.keys if args.keys else "required" if args.api_key else "not required",
     )
     try:
         server.run(

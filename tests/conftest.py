@@ -50,3 +50,20 @@ def tiny_run(tmp_path_factory, data_dir) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     run_nmt("train", "--config", "configs/tiny.yaml", "--output-dir", run_dir, "--quiet")
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run_en_de(tmp_path_factory, data_dir) -> Path:
+    """A second tiny model for the reverse pair (en-de), one epoch (seconds): a server with two language pairs."""
+    run_dir = tmp_path_factory.mktemp("tiny-en-de") / "run"
+    overrides = ["data.src_lang=en", "data.tgt_lang=de", "train.max_epochs=1", "name=tiny_en_de"]
+    run_nmt(
+        "train",
+        "--config",
+        "configs/tiny.yaml",
+        "--output-dir",
+        run_dir,
+        "--quiet",
+        *sum((["--set", o] for o in overrides), []),
+    )
+    return run_dir

@@ -53,14 +53,15 @@ def raw_request(
 class ServerProcess:
     """A running `python -m nmt serve`: its own session (process group), stderr and stdout in `log_path`."""
 
-    def __init__(self, model: Path, log_path: Path, *options: str, api_key: str | None = None, **env: str):
+    def __init__(self, model: Path | list[Path], log_path: Path, *options: str, api_key: str | None = None, **env: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.headers = {"X-API-Key": api_key} if api_key else {}
         if api_key:
             env["NMT_API_KEY"] = api_key
-        command = [sys.executable, "-m", "nmt", "serve", "--model", str(model), "--port", str(self.port), *options]
+        models = [a for m in (model if isinstance(model, list) else [model]) for a in ("--model", str(m))]
+        command = [sys.executable, "-m", "nmt", "serve", *models, "--port", str(self.port), *options]
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=nmt_env(**env), cwd=REPO, start_new_session=True

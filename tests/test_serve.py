@@ -198,14 +198,15 @@ def test_raw_bad_body(server, data, headers, status, fragment):
 
 def test_wrong_method_and_path(server):
     assert requests.get(f"{server.url}/predict", timeout=10).status_code == 405
-    assert requests.post(f"{server.url}/translate", json={"text": "a"}, timeout=10).status_code == 404
+    assert requests.post(f"{server.url}/translation", json={"text": "a"}, timeout=10).status_code == 404
+    assert requests.get(f"{server.url}/translate", timeout=10).json() == {"error": "Method Not Allowed"}
 
 
 # ----- health, info, schema --------------------------------------------------------------------------------------
 
 
 def test_health_info_and_schema(server, tiny_run):
-    assert server.get("/health").status_code == 200
+    assert server.get("/health").json() == {"status": "ok", "pairs": ["de-en"]}
     info = server.get("/info").json()["model"]
     meta = json.loads((tiny_run / "metadata.json").read_text())
     assert (info["src_lang"], info["tgt_lang"]) == ("de", "en")
@@ -214,13 +215,10 @@ def test_health_info_and_schema(server, tiny_run):
     assert info["parameters"] == meta["parameters"] > 0
     assert info["best_valid_bleu"] == meta["best_valid_bleu"]
     assert info["nmt_version"] == meta["nmt_version"]
-    assert info["limits"] == {
-        "max_chars": MAX_CHARS,
-        "max_texts": MAX_TEXTS,
-        "max_beam_size": MAX_BEAM,
-        "default_beam_size": 3,
-        "max_body_bytes": MAX_BODY,
-    }
+    assert info["decode"]["beam_size"] == 3
+    limits = {"max_chars": MAX_CHARS, "max_texts": MAX_TEXTS, "max_beam_size": MAX_BEAM, "max_body_bytes": MAX_BODY}
+    assert limits.items() <= info["limits"].items()
+    assert server.get("/info").json()["models"] == [info]
     assert info["runtime"]["threads_per_worker"] == 1 and info["runtime"]["torch"]
     schema = server.get("/openapi.json").json()
     request_schema = schema["components"]["schemas"]["TranslationRequest"]

@@ -106,7 +106,7 @@ def test_metrics_count_a_known_workload_exactly(tiny_run, tmp_path):
         assert hits + misses == sentences and hits >= 3  # [A, B, C] three times over two workers: >= one full hit
         assert value(samples, "nmt_cache_hit_ratio") == pytest.approx(hits / sentences)
         assert value(samples, "nmt_workers_alive") == 2
-        assert value(samples, "nmt_model_load_seconds", model="tiny") > 0
+        assert value(samples, "nmt_model_load_seconds", pair="de-en") > 0
         assert value(samples, "nmt_batch_requests_bucket", le="+Inf") == value(samples, "nmt_batch_requests_count")
 
         workers = _worker_pids(server.proc.pid)

@@ -2,66 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
 
+from nmt.cli_types import positive_int, positive_seconds  # noqa: F401 (the benchmarks' argument types)
 from nmt.errors import NMTError
+from nmt.machine import cpu_model, machine_info  # noqa: F401 (re-exported for the benchmarks)
 
 API_KEY_ENV = "NMT_API_KEY"
 DEFAULT_TEST_SPLIT = "test_2016_flickr"  # Multi30k test set, read from NMT_DATA_DIR
-
-
-def positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
-def positive_seconds(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got '{value}'") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value}")
-    return x
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def machine_info(threads: int | None = None) -> dict[str, Any]:
-    """CPU model, cores, torch version and threads (`threads` overrides this process's torch thread count)."""
-    import torch
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "torch": torch.__version__,
-        "torch_threads": threads if threads is not None else torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-    }
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

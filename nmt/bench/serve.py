@@ -22,6 +22,7 @@ from nmt.bench.common import (
     positive_int,
     positive_seconds,
 )
+from nmt.cli_types import fraction
 from nmt.errors import NMTError
 
 
@@ -38,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--repeat-share",
-        type=share,
+        type=fraction,
         default=0.0,
         help="share of sentences drawn from a small pool that repeats (0 to 1; e.g. 0.8 to measure the cache); "
         "the others are sent once each (default: 0, cycle through the input)",
@@ -50,16 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=positive_seconds, default=60.0, help="seconds per request (default: 60)")
     p.add_argument("--json", help="also write the report to this JSON file")
     p.set_defaults(func=bench_serve)
-
-
-def share(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got '{value}'") from None
-    if not 0 <= x <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value}")
-    return x
 
 
 class SentencePicker:

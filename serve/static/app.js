@@ -123,8 +123,10 @@ function updateSwap() {
 async function loadLanguages() {
   showError("");
   try {
+    // /health needs the key when the server has one: 401 without it, 403 (or 401) for a wrong one
+    const health = await call("GET", "/health");
+    if (health.response.status === 401 || health.response.status === 403) return needKey(Boolean(state.key));
     let { response, data } = await call("GET", "/languages");
-    if (response.status === 401 || response.status === 403) return needKey(Boolean(state.key));
     if (response.ok && Array.isArray(data)) {
       state.libre = true;
       state.languages = data.map((l) => ({ code: l.code, name: l.name || l.code, targets: l.targets || [] }));
@@ -202,7 +204,8 @@ async function translate() {
     const alternatives = Number($("alternatives").value);
     const result = state.libre ? await translateLibre(text, alternatives) : await translateNative(text, alternatives);
     if (result.error) {
-      if (result.status === 401 || result.status === 403) return needKey(Boolean(state.key));
+      const keyProblem = result.status === 401 || result.status === 403 || (result.status === 400 && /API key/.test(result.error));
+      if (keyProblem) return needKey(Boolean(state.key));
       return showError(result.error);
     }
     $("result").textContent = result.text;

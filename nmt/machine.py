@@ -1,0 +1,37 @@
+"""The machine a figure was measured on (CPU, cores, torch threads): reported by the benchmarks and GET /info."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info(threads: int | None = None) -> dict[str, Any]:
+    """CPU model, cores, torch version and threads (`threads` overrides this process's torch thread count)."""
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "torch": torch.__version__,
+        "torch_threads": threads if threads is not None else torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }

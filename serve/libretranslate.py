@@ -1,0 +1,230 @@
+"""LibreTranslate-compatible routes (LibreTranslate 1.9's `libretranslate/app.py`): POST /translate, POST /detect,
+GET /languages, for clients such as Mastodon, SearXNG, libretranslatepy and deep-translator.
+
+As in LibreTranslate, parameters come from a JSON body (Content-Type application/json), or else from the query
+string and a form body (urlencoded or multipart; the query string wins); unknown fields are ignored; the API key is
+the `api_key` parameter (not a header); every error is `{"error": "..."}`: 400 for a bad request (and a missing
+key), 403 for a wrong key. The checks run in LibreTranslate's order, with its messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from serve.auth import key_matches
+from serve.html import MarkupError, parse_html
+from serve.http import SENTENCE_COUNT_HEADER
+from serve.jsonbody import MalformedJSON, parse_json, shown
+from serve.languages import Detection, language_name
+from serve.quota import UnknownKey, admit
+from serve.service import Model, Service
+from serve.translation import Options, TextResult
+
+FORMATS = ("text", "html")
+KEY_MISSING = "Please contact the server operator to get an API key"
+KEY_INVALID = "Invalid API key"
+
+
+class LTError(HTTPException):
+    """An error answered as LibreTranslate does: `{"error": message}` with its status."""
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _missing(name: str) -> LTError:
+    return LTError(400, f"Invalid request: missing {name} parameter")
+
+
+def _is_json(content_type: str) -> bool:
+    """Flask's `request.is_json`: application/json or application/*+json."""
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+async def read_params(request: Request) -> dict[str, Any]:
+    """The request's parameters: the JSON object, or the query string over the form body (first value of each)."""
+    if _is_json(request.headers.get("content-type", "")):
+        try:
+            params = parse_json(await request.body())
+        except MalformedJSON as e:
+            raise LTError(400, f"Failed to decode JSON object: {e}") from None
+        if not isinstance(params, dict):
+            raise LTError(400, "Invalid JSON format")
+        return params
+    params: dict[str, Any] = {}
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        try:
+            form = await request.form()
+        except (HTTPException, ValueError, AssertionError) as e:  # python-multipart: a malformed body
+            raise LTError(
+                400, f"Invalid form body: {shown(str(getattr(e, 'detail', e)) or 'cannot parse', 80)}"
+            ) from None
+        for key, value in form.multi_items():
+            params.setdefault(key, value if isinstance(value, str) else None)  # a file is no parameter value
+    query = {}
+    for key, value in request.query_params.multi_items():
+        query.setdefault(key, value)
+    return {**params, **query}
+
+
+async def check_key(service: Service, params: dict[str, Any]) -> None:
+    """LibreTranslate's key check: none or empty is 400, a wrong one 403 (constant-time comparison); with --keys,
+    over the key's requests per minute 429 (serve.quota)."""
+    given = params.get("api_key")
+    if service.quota is not None:
+        if given is None or given == "":
+            raise LTError(400, KEY_MISSING)
+        try:
+            await admit(service.quota, given if isinstance(given, str) else "", count_request=True)
+        except UnknownKey:
+            raise LTError(403, KEY_INVALID) from None
+        return
+    if service.api_key is None:
+        return
+    if given is None or given == "":
+        raise LTError(400, KEY_MISSING)
+    if not isinstance(given, str) or not key_matches(given, service.api_key):
+        raise LTError(403, KEY_INVALID)
+
+
+def _texts(service: Service, q: Any) -> list[str]:
+    texts = q if isinstance(q, list) else [q]
+    if not all(isinstance(t, str) for t in texts):
+        raise LTError(400, "Invalid request: q must be a string or a list of strings")
+    limits = service.limits
+    if isinstance(q, list) and len(q) > limits.max_texts:
+        raise LTError(400, f"Invalid request: request ({len(q)}) exceeds text limit ({limits.max_texts})")
+    for text in texts:
+        if len(text) > limits.max_chars:
+            raise LTError(400, f"Invalid request: request ({len(text)}) exceeds text limit ({limits.max_chars})")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LTError(400, "Invalid request: q is not valid Unicode (a lone surrogate)") from None
+    return texts
+
+
+def _alternatives(service: Service, value: Any) -> int:
+    limit = service.limits.max_beam_size - 1  # the best and the alternatives come from one beam
+    try:
+        if isinstance(value, bool) or isinstance(value, (list, dict)) or value is None:
+            raise ValueError
+        n = max(0, int(value))
+    except (ValueError, OverflowError):  # int("x"), int(float("inf")) cannot happen: strict JSON has no inf
+        raise LTError(400, "Invalid request: alternatives parameter is not a number") from None
+    if n > limit:
+        raise LTError(400, f"Invalid request: alternatives parameter must be <= {limit}")
+    return n
+
+
+def _code(value: Any) -> str:
+    return value.lower() if isinstance(value, str) else shown(str(value))
+
+
+def _translatable(text: str, html: bool) -> str:
+    """The text that detection sees: the document, or the translatable text of an HTML fragment."""
+    return " ".join(parse_html(text).texts) if html else text
+
+
+def register_routes(app: FastAPI, service: Service) -> None:
+    @app.post("/translate", summary="Translate text (LibreTranslate API)", response_model=None)
+    async def translate(request: Request) -> JSONResponse:
+        params = await read_params(request)
+        await check_key(service, params)
+        q = params.get("q")
+        if not q:
+            raise _missing("q")
+        if not params.get("source"):
+            raise _missing("source")
+        if not params.get("target"):
+            raise _missing("target")
+        alternatives = _alternatives(service, params.get("alternatives", 0))
+        texts = _texts(service, q)
+        source, target = _code(params["source"]), _code(params["target"])
+        text_format = params.get("format") or "text"
+        languages = service.languages
+        if source != "auto" and source not in languages:
+            raise LTError(400, f"{shown(source)} is not supported")
+        if target not in languages:
+            raise LTError(400, f"{shown(target)} is not supported")
+        if text_format not in FORMATS:
+            raise LTError(400, f"{shown(str(text_format))} format is not supported")
+        html = text_format == "html"
+        try:
+            if source == "auto":
+                detections = [service.detector.detect(_translatable(t, html), 1)[0] for t in texts]
+            else:
+                detections = [Detection(source, 100.0) for _ in texts]
+            models = [_model(service, d.language, target) for d in detections]
+            results = await _translate_grouped(service, texts, models, alternatives, html)
+        except MarkupError as e:
+            raise LTError(400, f"Invalid request: {e}") from None
+        best = [r.text for r in results]
+        alts = [_unique([t for t, _ in r.alternatives], r.text) for r in results]
+        single = not isinstance(q, list)
+        body: dict[str, Any] = {"translatedText": best[0] if single else best}
+        if source == "auto":
+            found = [d.to_dict() for d in detections]
+            body["detectedLanguage"] = found[0] if single else found
+        if alternatives > 0:
+            body["alternatives"] = alts[0] if single else alts
+        return JSONResponse(body, headers={SENTENCE_COUNT_HEADER: str(sum(r.sentences for r in results))})
+
+    @app.post("/detect", summary="Detect the language of a text (LibreTranslate API)", response_model=None)
+    async def detect(request: Request) -> JSONResponse:
+        params = await read_params(request)
+        await check_key(service, params)
+        q = params.get("q")
+        if not q:
+            raise _missing("q")
+        texts = _texts(service, q)
+        return JSONResponse([d.to_dict() for d in service.detector.detect("\n".join(texts))])
+
+    @app.get("/languages", summary="The languages this server translates (LibreTranslate API)", response_model=None)
+    async def languages() -> JSONResponse:
+        return JSONResponse(service.language_list())
+
+
+def _model(service: Service, source: str, target: str) -> Model:
+    for model in service.models.values():
+        if (model.src_lang, model.tgt_lang) == (source, target):
+            return model
+    raise LTError(
+        400,
+        f"{language_name(target)} ({target}) is not available as a target language from {language_name(source)} "
+        f"({source}); this server translates {service.pairs}",
+    )
+
+
+async def _translate_grouped(
+    service: Service, texts: list[str], models: list[Model], alternatives: int, html: bool
+) -> list[TextResult]:
+    """Translate each text with its model: one `Service.translate` per model, all queued at once."""
+    groups: dict[str, list[int]] = {}
+    for i, model in enumerate(models):
+        groups.setdefault(model.pair, []).append(i)
+    n_best = 1 if html else alternatives + 1  # LibreTranslate gives no alternatives for HTML
+    calls = []
+    for members in groups.values():
+        model = models[members[0]]
+        options = Options(max(model.default_beam_size, n_best), n_best)
+        calls.append(service.translate([texts[i] for i in members], model, options, html))
+    results: list[Any] = [None] * len(texts)
+    for members, found in zip(groups.values(), await asyncio.gather(*calls), strict=True):
+        for i, result in zip(members, found, strict=True):
+            results[i] = result
+    return results
+
+
+def _unique(alternatives: list[str], best: str) -> list[str]:
+    """LibreTranslate's `filter_unique`: no repeats, no empty one, not the best translation again."""
+    seen = {best, ""}
+    return [a for a in alternatives if not (a in seen or seen.add(a))]

@@ -1,0 +1,261 @@
+"""/openapi.json: what each route accepts and answers, exactly, for this server's models, limits and key.
+
+FastAPI documents the /predict request from its pydantic model; the rest is written here: every answer a route
+can give (with its body: `{"detail": ...}` on the native routes, `{"error": ...}` on the LibreTranslate ones), the
+X-API-Key header only when the server has a key, and the LibreTranslate routes' parameters (JSON body, form body or
+query string). tests/test_openapi.py holds the server to it with schemathesis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from serve.http import SENTENCE_COUNT_HEADER
+from serve.libretranslate import FORMATS
+from serve.schema import BatchTranslationResponse, TranslationResponse
+from serve.service import Service
+
+REF = "#/components/schemas/{model}"
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": _json(schema)}
+
+
+def _components(service: Service) -> dict[str, Any]:
+    limits = service.limits
+    languages = service.languages
+    texts = {
+        "oneOf": [
+            {"type": "string", "minLength": 1, "maxLength": limits.max_chars},
+            {
+                "type": "array",
+                "items": {"type": "string", "maxLength": limits.max_chars},
+                "minItems": 1,
+                "maxItems": limits.max_texts,
+            },
+        ],
+        "description": f"a text or 1 to {limits.max_texts} texts, each a document of at most {limits.max_chars} "
+        "characters (plain text or an HTML fragment)",
+    }
+    key = {"type": "string", "description": "the server's API key (when it has one)"}
+    detection = {
+        "type": "object",
+        "properties": {
+            "confidence": {"type": "number", "minimum": 0, "maximum": 100},
+            "language": {"type": "string", "enum": languages},
+        },
+        "required": ["confidence", "language"],
+    }
+    return {
+        "Error": {
+            "type": "object",
+            "properties": {"detail": {"type": "string", "description": "what is wrong"}},
+            "required": ["detail"],
+        },
+        "LTError": {
+            "type": "object",
+            "properties": {"error": {"type": "string", "description": "what is wrong"}},
+            "required": ["error"],
+        },
+        "LTTranslateRequest": {
+            "type": "object",
+            "properties": {
+                "q": texts,
+                "source": {"type": "string", "enum": ["auto", *languages], "description": "a code, or auto"},
+                "target": {"type": "string", "enum": languages},
+                "format": {"type": "string", "enum": list(FORMATS), "default": "text"},
+                "alternatives": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": limits.max_beam_size - 1,
+                    "default": 0,
+                    "description": "alternative translations per text (plain text only)",
+                },
+                "api_key": key,
+            },
+            "required": ["q", "source", "target"],
+            "additionalProperties": True,
+        },
+        "LTTranslateResponse": {
+            "type": "object",
+            "properties": {
+                "translatedText": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "detectedLanguage": {
+                    "oneOf": [detection, {"type": "array", "items": detection}],
+                    "description": "with source auto only",
+                },
+                "alternatives": {
+                    "oneOf": [
+                        {"type": "array", "items": {"type": "string"}},
+                        {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+                    ],
+                    "description": "with alternatives > 0 only",
+                },
+            },
+            "required": ["translatedText"],
+        },
+        "LTDetectRequest": {
+            "type": "object",
+            "properties": {"q": texts, "api_key": key},
+            "required": ["q"],
+            "additionalProperties": True,
+        },
+        "LTDetections": {"type": "array", "items": detection, "minItems": 1},
+        "LTLanguages": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string"},
+                    "name": {"type": "string"},
+                    "targets": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["code", "name", "targets"],
+            },
+        },
+        "Index": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "pairs": {"type": "array", "items": {"type": "string"}},
+                "docs": {"type": "string"},
+            },
+            "required": ["name", "version", "pairs", "docs"],
+        },
+        "Health": {
+            "type": "object",
+            "properties": {"status": {"type": "string", "enum": ["ok"]}, "pairs": {"type": "array"}},
+            "required": ["status", "pairs"],
+        },
+        "Info": {
+            "type": "object",
+            "properties": {
+                "models": {"type": "array", "items": {"type": "object"}, "minItems": 1},
+                "model": {"type": "object", "description": "the model, when the server has only one"},
+                "limits": {"type": "object"},
+            },
+            "required": ["models", "limits"],
+        },
+    }
+
+
+def _lt_body(schema: str, service: Service) -> dict[str, Any]:
+    """A LibreTranslate route's parameters: a JSON body, or a form body (texts as one string), or the query."""
+    form = {"type": "object", "properties": {}, "additionalProperties": True}
+    return {
+        "required": False,
+        "content": {
+            "application/json": {"schema": _ref(schema)},
+            "application/x-www-form-urlencoded": {"schema": form},
+            "multipart/form-data": {"schema": form},
+        },
+        "description": "the parameters as JSON, or as a form (each a string); the query string may carry them too",
+    }
+
+
+def _lt_query(names: list[str]) -> list[dict[str, Any]]:
+    return [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in names]
+
+
+def _patch(schema: dict[str, Any], service: Service) -> None:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    for model in (TranslationResponse, BatchTranslationResponse):
+        found = model.model_json_schema(ref_template=REF)
+        components.update(found.pop("$defs", {}))
+        components[model.__name__] = found
+    components.update(_components(service))
+    request = components["TranslationRequest"]
+    request["oneOf"] = [  # exactly one of text (a string) or texts (a list); the other may be null or absent
+        {"properties": {"text": {"type": "string"}}, "required": ["text"]},
+        {"properties": {"texts": {"type": "array"}}, "required": ["texts"]},
+    ]
+    keyed = service.api_key is not None
+    if keyed:
+        schema["components"]["securitySchemes"] = {
+            "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+        }
+    error, lt_error = _ref("Error"), _ref("LTError")
+    too_large = "request body over the size limit (--max-body-bytes)"
+    late = "no answer within the time limit (--timeout): queue wait and translation"
+    native = {
+        ("/", "get"): {"200": _answer("the service", _ref("Index"))},
+        ("/health", "get"): {
+            "200": _answer("every worker has loaded every model", _ref("Health")),
+            "503": _answer("the models are still loading", error),
+        },
+        ("/info", "get"): {"200": _answer("the served models, limits and runtime", _ref("Info"))},
+        ("/predict", "post"): {
+            "200": {
+                "description": "the translations (text: one; texts: in order)",
+                "content": _json({"oneOf": [_ref("TranslationResponse"), _ref("BatchTranslationResponse")]}),
+                "headers": {SENTENCE_COUNT_HEADER: {"schema": {"type": "string"}, "description": "sentences searched"}},
+            },
+            "400": _answer("malformed JSON, or no served model fits source/target/model", error),
+            "422": _answer(
+                "invalid request: wrong types, unknown field, missing or both of text/texts, empty or too long "
+                "text, too many texts, beam_size, n_best or max_length out of range",
+                error,
+            ),
+            "504": _answer(late, error),
+        },
+    }
+    for (path, method), responses in native.items():
+        operation = schema["paths"][path][method]
+        responses["413"] = _answer(too_large, error)
+        if keyed:
+            responses["401"] = _answer("missing or wrong X-API-Key", error)
+            operation["security"] = [{"APIKeyHeader": []}]
+        operation["responses"] = responses
+    bad = "invalid request (LibreTranslate's message), a language or pair not served"
+    if keyed:
+        bad += ", or no api_key"
+    lt = {
+        ("/translate", "post"): (
+            {"200": _answer("the translation(s)", _ref("LTTranslateResponse")), "504": _answer(late, lt_error)},
+            "LTTranslateRequest",
+            ["q", "source", "target", "format", "alternatives", "api_key"],
+        ),
+        ("/detect", "post"): (
+            {"200": _answer("the likeliest served languages, best first", _ref("LTDetections"))},
+            "LTDetectRequest",
+            ["q", "api_key"],
+        ),
+        ("/languages", "get"): ({"200": _answer("every served language", _ref("LTLanguages"))}, None, []),
+    }
+    for (path, method), (responses, body, query) in lt.items():
+        operation = schema["paths"][path][method]
+        responses["413"] = _answer(too_large, lt_error)
+        if body is not None:
+            responses["400"] = _answer(bad, lt_error)
+            if keyed:
+                responses["403"] = _answer("wrong api_key", lt_error)
+            operation["requestBody"] = _lt_body(body, service)
+            operation["parameters"] = _lt_query(query)
+        operation["responses"] = responses
+
+
+def document_api(app: FastAPI, version: str, service: Service) -> None:
+    """Title, version and the complete contract in /openapi.json (built on first request, then cached)."""
+    app.title, app.version = "nmt translation service", version
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            _patch(build(), service)  # build() caches the schema in app.openapi_schema, patched in place
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -86,17 +86,38 @@ def _components(service: Service) -> dict[str, Any]:
             },
             "required": ["q", "source", "target"],
             "additionalProperties": True,
+            "anyOf": _pairs(service),
+        },
+        "LTTranslateForm": {
+            "type": "object",
+            "properties": {
+                "q": {"type": "string", "minLength": 1, "maxLength": limits.max_chars},
+                "source": {"type": "string", "enum": ["auto", *languages]},
+                "target": {"type": "string", "enum": languages},
+                "format": {"type": "string", "enum": list(FORMATS)},
+                "alternatives": {"type": "string", "pattern": "^[0-9]$", "description": "a number"},
+                "api_key": key,
+            },
+            "required": ["q", "source", "target"],
+            "additionalProperties": True,
+            "anyOf": _pairs(service),
+        },
+        "LTDetectForm": {
+            "type": "object",
+            "properties": {"q": {"type": "string", "minLength": 1, "maxLength": limits.max_chars}, "api_key": key},
+            "required": ["q"],
+            "additionalProperties": True,
         },
         "LTTranslateResponse": {
             "type": "object",
             "properties": {
-                "translatedText": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "translatedText": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
                 "detectedLanguage": {
-                    "oneOf": [detection, {"type": "array", "items": detection}],
+                    "anyOf": [detection, {"type": "array", "items": detection}],
                     "description": "with source auto only",
                 },
                 "alternatives": {
-                    "oneOf": [
+                    "anyOf": [  # [] is both
                         {"type": "array", "items": {"type": "string"}},
                         {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
                     ],
@@ -151,15 +172,22 @@ def _components(service: Service) -> dict[str, Any]:
     }
 
 
-def _lt_body(schema: str, service: Service) -> dict[str, Any]:
-    """A LibreTranslate route's parameters: a JSON body, or a form body (texts as one string), or the query."""
-    form = {"type": "object", "properties": {}, "additionalProperties": True}
+def _pairs(service: Service) -> list[dict[str, Any]]:
+    """The served pairs as (source, target) alternatives: a code or auto, then the pair's target."""
+    return [
+        {"properties": {"source": {"enum": [m.src_lang, "auto"]}, "target": {"const": m.tgt_lang}}}
+        for m in service.models.values()
+    ]
+
+
+def _lt_body(schema: str, form: str) -> dict[str, Any]:
+    """A LibreTranslate route's parameters: a JSON body, or a form body (one text), or the query string."""
     return {
         "required": False,
         "content": {
             "application/json": {"schema": _ref(schema)},
-            "application/x-www-form-urlencoded": {"schema": form},
-            "multipart/form-data": {"schema": form},
+            "application/x-www-form-urlencoded": {"schema": _ref(form)},
+            "multipart/form-data": {"schema": _ref(form)},
         },
         "description": "the parameters as JSON, or as a form (each a string); the query string may carry them too",
     }
@@ -179,6 +207,18 @@ def _patch(schema: dict[str, Any], service: Service) -> None:
         components[model.__name__] = found
     components.update(_components(service))
     request = components["TranslationRequest"]
+    props, limits = request["properties"], service.limits
+    text = {"type": "string", "maxLength": limits.max_chars, "pattern": "\\S"}
+    props["text"]["anyOf"][0] = text
+    props["texts"]["anyOf"][0].update(items=text, maxItems=limits.max_texts)
+    props["beam_size"]["anyOf"][0]["maximum"] = limits.max_beam_size
+    served = {
+        "source": service.languages,
+        "target": service.languages,
+        "model": sorted({m.name for m in service.models.values()} | set(service.models)),
+    }
+    for name, values in served.items():
+        props[name]["anyOf"][0] = {"type": "string", "enum": values}
     request["oneOf"] = [  # exactly one of text (a string) or texts (a list); the other may be null or absent
         {"properties": {"text": {"type": "string"}}, "required": ["text"]},
         {"properties": {"texts": {"type": "array"}}, "required": ["texts"]},
@@ -226,12 +266,12 @@ def _patch(schema: dict[str, Any], service: Service) -> None:
     lt = {
         ("/translate", "post"): (
             {"200": _answer("the translation(s)", _ref("LTTranslateResponse")), "504": _answer(late, lt_error)},
-            "LTTranslateRequest",
+            ("LTTranslateRequest", "LTTranslateForm"),
             ["q", "source", "target", "format", "alternatives", "api_key"],
         ),
         ("/detect", "post"): (
             {"200": _answer("the likeliest served languages, best first", _ref("LTDetections"))},
-            "LTDetectRequest",
+            ("LTDetectRequest", "LTDetectForm"),
             ["q", "api_key"],
         ),
         ("/languages", "get"): ({"200": _answer("every served language", _ref("LTLanguages"))}, None, []),
@@ -243,7 +283,7 @@ def _patch(schema: dict[str, Any], service: Service) -> None:
             responses["400"] = _answer(bad, lt_error)
             if keyed:
                 responses["403"] = _answer("wrong api_key", lt_error)
-            operation["requestBody"] = _lt_body(body, service)
+            operation["requestBody"] = _lt_body(*body)
             operation["parameters"] = _lt_query(query)
         operation["responses"] = responses
 

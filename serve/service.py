@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from serve.jsonbody import shown
 from serve.languages import LanguageDetector, language_name
 from serve.schema import Limits
 from serve.translation import Hypotheses, Options, TextResult, Work, assemble, plan
@@ -73,7 +74,8 @@ class Service:
             return found[0]
         served = f"this server translates {self.pairs}"
         if not found:
-            wanted = [f"{k} '{v}'" for k, v in (("source", source), ("target", target), ("model", model)) if v]
+            given = (("source", source), ("target", target), ("model", model))
+            wanted = [f"{k} '{shown(v)}'" for k, v in given if v is not None]
             raise PairError(f"no model for {' and '.join(wanted)}: {served}")
         raise PairError(f"{len(found)} models fit: give 'source' and 'target' (or 'model'); {served}")
 

@@ -67,3 +67,44 @@ def tiny_run_en_de(tmp_path_factory, data_dir) -> Path:
         *sum((["--set", o] for o in overrides), []),
     )
     return run_dir
+
+
+# ----- `nmt serve` with both tiny models (de-en, en-de): test_libretranslate and test_openapi ---------------------
+
+LT_KEY = "lt-K3y"
+LT_MAX_CHARS, LT_MAX_TEXTS, LT_MAX_BEAM = 2000, 8, 4
+LT_OPTIONS = ["--threads", "1", "--batch-timeout", "0.05", "--log-level", "debug", "--max-chars", str(LT_MAX_CHARS),
+              "--max-texts", str(LT_MAX_TEXTS), "--max-beam-size", str(LT_MAX_BEAM)]  # fmt: skip
+
+
+def _start_server(models, log_path, *options, **kwargs):
+    from server_process import ServerProcess  # it imports this module
+
+    server = ServerProcess(models, log_path, *options, **kwargs)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.kill()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def lt_server(tiny_run, tiny_run_en_de, tmp_path_factory):
+    proc = _start_server([tiny_run, tiny_run_en_de], tmp_path_factory.mktemp("lt") / "server.log", *LT_OPTIONS)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def lt_keyed_server(tiny_run, tiny_run_en_de, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")  # both models offered as one directory of run directories
+    for name, run in (("de_en", tiny_run), ("en_de", tiny_run_en_de)):
+        (runs / name).symlink_to(run, target_is_directory=True)
+    proc = _start_server(runs, tmp_path_factory.mktemp("lt-key") / "server.log", *LT_OPTIONS, api_key=LT_KEY)
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -26,13 +26,17 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from server_process import ServerProcess, raw_request
 
+from serve.documents import split_document
+
 KEY = "fuzz-K3y"
 MAX_CHARS, MAX_TEXTS, MAX_BEAM, DEFAULT_BEAM, MAX_BODY, MAX_LENGTH_CAP = 10_000, 8, 4, 3, 65_536, 1000
 OPTIONS = [
     "--threads", "1", "--batch-timeout", "0.002", "--max-chars", str(MAX_CHARS), "--max-texts", str(MAX_TEXTS),
     "--max-beam-size", str(MAX_BEAM), "--max-body-bytes", str(MAX_BODY), "--log-text", "--log-level", "debug",
 ]  # fmt: skip
-FIELDS = ("text", "texts", "beam_size", "n_best", "max_length")
+FIELDS = ("text", "texts", "beam_size", "n_best", "max_length", "source", "target", "model")
+LT_PATHS = ("/translate", "/detect", "/languages")  # LibreTranslate's routes: errors are {"error": ...}
+MAX_SENTENCE_CHARS = 400  # the default of --max-sentence-chars
 LEAKS = ("Traceback", "/work/", '.py"', "site-packages", 'File "')
 JSON_HEADERS = {"Content-Type": "application/json"}
 FIXED = [
@@ -104,7 +108,7 @@ def send(
         assert leak not in text, f"{leak!r} in the answer: {text[:500]}"
     if status >= 400 and method != "HEAD":
         assert answer_headers.get("content-type", "").startswith("application/json"), (status, answer_headers, data)
-        detail = json.loads(data)["detail"]
+        detail = json.loads(data)["error" if path.split("?")[0] in LT_PATHS else "detail"]
         assert isinstance(detail, str) and 0 < len(detail) <= 400, detail
     return status, answer_headers, data
 
@@ -143,10 +147,19 @@ def expected_status(obj: Any) -> int:
     if beam is not None and not _int_in(beam, 1, MAX_BEAM):
         return 422
     n_best, max_length = obj.get("n_best"), obj.get("max_length")
-    if n_best is not None and not _int_in(n_best, 1, beam or DEFAULT_BEAM):
+    if n_best is not None and not _int_in(n_best, 1, beam or 10**100):
         return 422
     if max_length is not None and not _int_in(max_length, 1, MAX_LENGTH_CAP):
         return 422
+    for name, longest in (("source", 64), ("target", 64), ("model", 256)):
+        if obj.get(name) is not None and not (isinstance(obj[name], str) and len(obj[name]) <= longest):
+            return 422
+    if obj.get("source") not in (None, "de") or obj.get("target") not in (None, "en"):
+        return 400  # no model for that pair: this server translates de-en
+    if obj.get("model") not in (None, "tiny", "de-en"):
+        return 400
+    if n_best is not None and n_best > (beam or DEFAULT_BEAM):
+        return 422  # checked against the chosen model's default beam size
     return 200
 
 
@@ -198,7 +211,9 @@ def check_translation(obj: dict, headers: dict[str, str], data: bytes) -> None:
     single = obj.get("text") is not None
     count = 1 if single else len(obj["texts"])
     n_best = obj.get("n_best")
-    assert headers["x-sentence-count"] == str(count)
+    texts = [obj["text"]] if single else obj["texts"]
+    sentences = sum(len(split_document(t, "de", MAX_SENTENCE_CHARS)[0]) for t in texts)
+    assert headers["x-sentence-count"] == str(sentences)
     keys = {"translation", "score"} if single else {"translations", "scores"}
     assert set(answer) == keys | ({"n_best"} if n_best is not None else set()), answer
     translations = [answer["translation"]] if single else answer["translations"]
@@ -423,16 +438,23 @@ def test_fuzz_nesting_depth(target):
 def test_fuzz_methods_and_paths(target):
     paths = st.sampled_from(
         ["/predict", "/health", "/info", "/", "/docs", "/openapi.json", "/predict/", "/predict?x=1", "/%00", "/%ff",
-         "/..%2f..%2fetc%2fpasswd", "//predict", "/shutdown", "/metrics"]
+         "/..%2f..%2fetc%2fpasswd", "//predict", "/shutdown", "/metrics", "/translate", "/detect", "/languages",
+         "/translate?q=Hallo&source=de&target=en", "/languages?api_key=x", "/static/app.js", "/static/style.css",
+         "/static/index.html", "/static/", "/static", "/static/nope.js", "/static/../serve/app.py",
+         "/static/..%2f..%2fserve%2fapp.py", "/static/%2e%2e/app.py", "/static//etc/passwd", "/static/app.js%00"]
     ) | st.text("abcxyz019-._~%/", max_size=12).map(lambda s: "/" + s)  # fmt: skip
     methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
+    accepts = st.sampled_from([None, "text/html", "text/html,application/xhtml+xml,*/*;q=0.8", "application/json"])
 
-    @fuzz(300)
-    @given(method=methods, path=paths, body=st.sampled_from([None, b"", VALID_BODIES[0], b"{"]))
-    def run(method: str, path: str, body: bytes | None) -> None:
-        send(target.server, body, JSON_HEADERS if body else {}, method=method, path=path)
+    @fuzz(400)
+    @given(method=methods, path=paths, body=st.sampled_from([None, b"", VALID_BODIES[0], b"{"]), accept=accepts)
+    def run(method: str, path: str, body: bytes | None, accept: str | None) -> None:
+        headers = {**(JSON_HEADERS if body else {}), **({"Accept": accept} if accept else {})}
+        status, answer_headers, data = send(target.server, body, headers, method=method, path=path)
+        if path.startswith("/static/") and status == 200:  # only the page's own files, never one outside
+            assert path.split("?")[0] in ("/static/app.js", "/static/style.css", "/static/index.html"), path
 
-    fuzzed(run, 300)
+    fuzzed(run, 400)
 
 
 def _batch_lines(server: ServerProcess) -> int:
@@ -449,16 +471,166 @@ def test_fuzz_api_key_never_reaches_the_model(target):
     )
     before = _batch_lines(target.server)
 
+    paths = ["/predict", "/predict", "/health", "/info", "/", "/metrics", "/translate", "/detect"]
+
     @fuzz(400)
-    @given(key=keys, path=st.sampled_from(["/predict", "/predict", "/health", "/info", "/metrics"]))
+    @given(key=keys, path=st.sampled_from(paths))
     def run(key: str | None, path: str) -> None:
         assume(key is None or key.strip(" \t") != KEY)
+        if path in LT_PATHS:  # the key travels in the body: missing is 400, wrong is 403 (LibreTranslate's)
+            body = json.dumps({"q": "Hallo", "source": "de", "target": "en", "api_key": key}).encode()
+            status, _, data = send(target.server, body, JSON_HEADERS, path=path, key=None)
+            assert (status, b"API key" in data) == (400 if key in (None, "") else 403, True), (key, path, data)
+            return
         method, body = ("POST", VALID_BODIES[0]) if path == "/predict" else ("GET", None)
         status, _, data = send(target.server, body, JSON_HEADERS, method=method, path=path, key=key)
         assert status == 401 and b"X-API-Key" in data, (key, path, data)
 
     fuzzed(run, 400)
     assert _batch_lines(target.server) == before, "a request without the right key reached the model"
+
+
+# ----- the LibreTranslate routes ----------------------------------------------------------------------------------
+
+
+def _alternatives(value: Any) -> int | None:
+    """LibreTranslate's `max(0, int(value))`; None where it says "not a number"."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return max(0, int(value))
+    except (ValueError, OverflowError):
+        return None
+
+
+def expected_lt(obj: Any, path: str) -> set[int]:
+    """The statuses LibreTranslate's rules allow for a parsed JSON body (several where detection decides)."""
+    if not isinstance(obj, dict):
+        return {400}  # "Invalid JSON format"
+    key = obj.get("api_key")
+    if key is None or key == "":
+        return {400}  # "Please contact the server operator to get an API key"
+    if key != KEY:
+        return {403}
+    q = obj.get("q")
+    if not q:
+        return {400}
+    if path == "/translate":
+        if not obj.get("source") or not obj.get("target"):
+            return {400}
+        n = _alternatives(obj.get("alternatives", 0))
+        if n is None or n > MAX_BEAM - 1:
+            return {400}
+    texts = q if isinstance(q, list) else [q]
+    if not all(isinstance(t, str) for t in texts) or (isinstance(q, list) and len(q) > MAX_TEXTS):
+        return {400}
+    if any(len(t) > MAX_CHARS or any(0xD800 <= ord(c) <= 0xDFFF for c in t) for t in texts):
+        return {400}
+    if path == "/detect":
+        return {200}
+    source, target = (v.lower() if isinstance(v, str) else v for v in (obj["source"], obj["target"]))
+    if source not in ("auto", "de", "en") or target not in ("de", "en"):
+        return {400}
+    if (obj.get("format") or "text") not in ("text", "html"):
+        return {400}
+    if target != "en" or source == "en":
+        return {400}  # this server translates de-en only
+    return {200} if source == "de" else {200, 400}  # auto: English detected is not translatable to English
+
+
+def check_lt(obj: dict, path: str, data: bytes) -> None:
+    answer = json.loads(data)
+    texts = obj["q"] if isinstance(obj["q"], list) else [obj["q"]]
+    if path == "/detect":
+        assert isinstance(answer, list) and answer and all(0 <= d["confidence"] <= 100 for d in answer), answer
+        assert {d["language"] for d in answer} <= {"de", "en"}
+        return
+    best = answer["translatedText"]
+    assert best == [x for x in best if isinstance(x, str)] if isinstance(obj["q"], list) else isinstance(best, str)
+    if isinstance(obj["q"], list):
+        assert len(best) == len(texts)
+    assert ("detectedLanguage" in answer) == (obj["source"].lower() == "auto")
+    assert ("alternatives" in answer) == (_alternatives(obj.get("alternatives", 0)) > 0)
+
+
+lt_values = st.one_of(texts, st.sampled_from(["de", "en", "auto", "DE", "Auto", "fr", "", "html", "text"]), json_values)
+
+
+@st.composite
+def lt_objects(draw: st.DrawFn) -> Any:
+    """Mostly well-formed LibreTranslate bodies (right key, served languages); some fields replaced by anything."""
+    if draw(st.integers(0, 14)) == 0:
+        return draw(json_values)
+    body: dict[str, Any] = {"q": draw(texts | st.lists(texts, max_size=MAX_TEXTS + 1))}
+    body["source"] = draw(st.sampled_from(["de", "de", "auto", "en"]))
+    body["target"] = draw(st.sampled_from(["en", "en", "en", "de"]))
+    body["api_key"] = draw(st.sampled_from([KEY] * 8 + [None, "", "x", KEY + " "]))
+    if draw(st.booleans()):
+        body["format"] = draw(st.sampled_from(["text", "html", "html", None, "xml"]))
+    if draw(st.booleans()):
+        body["alternatives"] = draw(st.integers(-2, MAX_BEAM) | st.sampled_from(["1", "x", 1.5, True, None, 10**30]))
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+        body[
+            draw(st.sampled_from(["q", "source", "target", "format", "alternatives", "api_key"]) | st.text(max_size=6))
+        ] = draw(lt_values)
+    return body
+
+
+def test_fuzz_libretranslate_json(target):
+    @fuzz(800)
+    @given(obj=lt_objects(), path=st.sampled_from(["/translate", "/translate", "/translate", "/detect"]))
+    def run(obj: Any, path: str) -> None:
+        body = json.dumps(obj, ensure_ascii=True).encode()
+        status, _, data = send(target.server, body, JSON_HEADERS, path=path, key=None)
+        expected = {413} if len(body) > MAX_BODY else expected_lt(obj, path)
+        assert status in expected, (obj, data)
+        if status == 200:
+            check_lt(obj, path, data)
+
+    fuzzed(run, 800)
+
+
+@st.composite
+def form_bodies(draw: st.DrawFn) -> tuple[bytes, str | None, str]:
+    """Query strings and form bodies (urlencoded, multipart), well-formed or mutated, for both POST routes."""
+    from urllib.parse import urlencode
+
+    fields = {"q": draw(texts), "source": draw(st.sampled_from(["de", "auto", "xx"])), "target": "en"}
+    if draw(st.booleans()):
+        fields["api_key"] = draw(st.sampled_from([KEY, KEY, "", "nope"]))
+    fields = {k: v.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for k, v in fields.items()}
+    encoded = urlencode(fields)
+    kind = draw(st.sampled_from(["form", "query", "multipart", "raw"]))
+    if kind == "form":
+        body, content_type, query = encoded.encode(), "application/x-www-form-urlencoded", ""
+    elif kind == "query":
+        body, content_type, query = b"", None, "?" + encoded
+    elif kind == "multipart":
+        parts = "".join(f'--b\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items())
+        body, content_type, query = (parts + "--b--\r\n").encode(), "multipart/form-data; boundary=b", ""
+    else:
+        body, content_type, query = draw(raw_bodies), draw(st.sampled_from(CONTENT_TYPES)), ""
+    if kind != "raw" and draw(st.booleans()):
+        data = bytearray(body)
+        for _ in range(draw(st.integers(1, 3))):
+            i = draw(st.integers(0, len(data)))
+            data[i:i] = draw(st.binary(min_size=1, max_size=3))
+        body = bytes(data)
+    return body, content_type, query
+
+
+def test_fuzz_libretranslate_forms_and_raw_bodies(target):
+    """Never a 5xx, always `{"error": str}` on failure, whatever the body and its Content-Type."""
+
+    @fuzz(600)
+    @given(case=form_bodies(), path=st.sampled_from(["/translate", "/detect"]))
+    def run(case: tuple[bytes, str | None, str], path: str) -> None:
+        body, content_type, query = case
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        status, _, data = send(target.server, body, headers, path=path + query, key=None)
+        assert status in (200, 400, 403, 413), data
+
+    fuzzed(run, 600)
 
 
 # ----- regressions: each of these was a bug ------------------------------------------------------------------------
@@ -522,5 +694,5 @@ def test_still_translates_after_fuzzing(target):
     assert _fixed_answers(target.server) == target.before
     log = target.server.log()
     assert "Traceback" not in log and "Exception in ASGI application" not in log
-    assert not re.search(r"POST /predict 5\d\d ", log)
+    assert not re.search(r"(POST|GET) /\S* 5\d\d ", log)
     print(f"fuzzing: {SENT.total()} requests, by status {dict(sorted(SENT.items()))}")

@@ -12,6 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from conftest import LT_KEY as KEY
+from conftest import LT_MAX_CHARS as MAX_CHARS
+from conftest import LT_MAX_TEXTS as MAX_TEXTS
 from conftest import run_nmt
 from deep_translator import LibreTranslator
 from deep_translator.exceptions import AuthorizationException
@@ -20,10 +23,6 @@ from server_process import ServerProcess
 
 from serve.documents import split_document
 
-KEY = "lt-K3y"
-MAX_CHARS, MAX_TEXTS, MAX_BEAM = 2000, 8, 4
-OPTIONS = ["--threads", "1", "--batch-timeout", "0.05", "--log-level", "debug", "--max-chars", str(MAX_CHARS),
-           "--max-texts", str(MAX_TEXTS), "--max-beam-size", str(MAX_BEAM)]  # fmt: skip
 LANGUAGES = [{"code": "de", "name": "German", "targets": ["en"]}, {"code": "en", "name": "English", "targets": ["de"]}]
 GERMAN = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Ein Kind lacht.", "Eine Frau liest ein Buch."]
 ENGLISH = ["A man rides a bike.", "Two dogs play in the snow.", "A child is laughing."]
@@ -33,35 +32,14 @@ DOCUMENT = (
 BATCH_LOG = re.compile(r"batch: (\d+) request\(s\), (\d+) sentence\(s\), (\d+) option group\(s\)")
 
 
-def _start(models, log_path, *options, **kwargs) -> ServerProcess:
-    server = ServerProcess(models, log_path, *options, **kwargs)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.kill()
-        raise
-    return server
+@pytest.fixture
+def server(lt_server) -> ServerProcess:
+    return lt_server
 
 
-@pytest.fixture(scope="module")
-def server(tiny_run, tiny_run_en_de, tmp_path_factory):
-    proc = _start([tiny_run, tiny_run_en_de], tmp_path_factory.mktemp("lt") / "server.log", *OPTIONS)
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-@pytest.fixture(scope="module")
-def keyed(tiny_run, tiny_run_en_de, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")  # both models offered as one directory of run directories
-    for name, run in (("de_en", tiny_run), ("en_de", tiny_run_en_de)):
-        (runs / name).symlink_to(run, target_is_directory=True)
-    proc = _start(runs, tmp_path_factory.mktemp("lt-key") / "server.log", *OPTIONS, api_key=KEY)
-    try:
-        yield proc
-    finally:
-        proc.stop()
+@pytest.fixture
+def keyed(lt_keyed_server) -> ServerProcess:
+    return lt_keyed_server
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +288,9 @@ def test_translate_errors_as_libretranslate(server, body, status, error):
         ({"data": b"", "headers": {"Content-Type": "application/json"}}, "Failed to decode JSON object"),
         ({"data": b'{"q": "\\ud800", "source": "de", "target": "en"}', "headers": {"Content-Type": "application/json"}},
          "not valid Unicode"),
-        ({"data": "q=Hallo&source=de"}, "missing target parameter"),
+        ({"data": "q=Hallo&source=de", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+         "missing target parameter"),
+        ({"data": "q=Hallo&source=de"}, "missing q parameter"),  # no form Content-Type: not read as a form
         ({"data": b"\xff\xfe", "headers": {"Content-Type": "text/plain"}}, "missing q parameter"),
     ],
 )  # fmt: skip

@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input", help=f"sentences, one per line (default: $NMT_DATA_DIR/{DEFAULT_TEST_SPLIT}.<source language>)"
     )
+    p.add_argument("--source", help="source language of every request (needed when the server has several models)")
+    p.add_argument("--target", help="target language of every request (needed when the server has several models)")
     p.add_argument(
         "--repeat-share",
         type=fraction,
@@ -157,18 +159,37 @@ def server_info(session, url: str, timeout: float) -> dict[str, Any]:
         return {}
 
 
-def request_body(sentences: list[str], index: int, per_request: int, beam_size: int | None) -> dict[str, Any]:
+def _model_info(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The /info entry of the model the requests go to: the only one, or the one for --source/--target."""
+    if info.get("model"):
+        return info["model"]
+    pair = _pair(args)
+    fits = [
+        m
+        for m in info.get("models") or []
+        if pair.get("source") in (None, m.get("src_lang")) and pair.get("target") in (None, m.get("tgt_lang"))
+    ]
+    return fits[0] if len(fits) == 1 else {}
+
+
+def request_body(
+    sentences: list[str], index: int, per_request: int, beam_size: int | None, pair: dict[str, str] | None = None
+) -> dict[str, Any]:
     """JSON body of request number `index`: the next `per_request` sentences, cycling through the input."""
-    return body_of(SentencePicker(sentences, per_request).texts(index), beam_size)
+    return body_of(SentencePicker(sentences, per_request).texts(index), beam_size, pair)
 
 
-def body_of(texts: list[str], beam_size: int | None) -> dict[str, Any]:
-    """`text` for one sentence, else `texts`; `beam_size` when given."""
-    per_request = len(texts)
-    body: dict[str, Any] = {"text": texts[0]} if per_request == 1 else {"texts": texts}
+def body_of(texts: list[str], beam_size: int | None, pair: dict[str, str] | None = None) -> dict[str, Any]:
+    """`text` for one sentence, else `texts`; `beam_size` and the pair when given."""
+    body: dict[str, Any] = {"text": texts[0]} if len(texts) == 1 else {"texts": texts}
     if beam_size is not None:
         body["beam_size"] = beam_size
+    body.update(pair or {})
     return body
+
+
+def _pair(args: argparse.Namespace) -> dict[str, str]:
+    return {k: v for k in ("source", "target") if (v := getattr(args, k, None))}  # `bench soak` has neither
 
 
 def _client(args: argparse.Namespace, headers: dict, picker: SentencePicker, tally: Tally, deadline: float | None):
@@ -176,7 +197,7 @@ def _client(args: argparse.Namespace, headers: dict, picker: SentencePicker, tal
 
     with requests.Session() as session:
         while (index := tally.next_request(args.requests, deadline)) is not None:
-            body = body_of(picker.texts(index), args.beam_size)
+            body = body_of(picker.texts(index), args.beam_size, _pair(args))
             start = time.perf_counter()
             try:
                 response = session.post(f"{args.url}/predict", json=body, headers=headers, timeout=args.timeout)
@@ -224,7 +245,7 @@ def bench_serve(args: argparse.Namespace) -> int:
     headers = {"X-API-Key": api_key} if api_key else {}
     with requests.Session() as session:
         session.headers.update(headers)
-        info = server_info(session, args.url, args.timeout).get("model") or {}
+        info = _model_info(server_info(session, args.url, args.timeout), args)
     sentences = read_sentences(args, info.get("src_lang") or "de")
     tally, seconds = run_load(args, headers, sentences, args.duration)
     report = serve_report(args, tally, seconds, info)

@@ -222,7 +222,9 @@ def test_missing_or_unknown_key(keyed):
         status, _, data = raw_request(keyed.port, method, path, body, {"X-API-Key": "minute-A "})
         assert status == 403 and json.loads(data) == {"detail": "unknown API key"}
     assert keyed.get("/health").status_code == 200
-    assert requests.get(f"{keyed.url}/", timeout=10).status_code == 200  # the page asks for the key itself
+    page = requests.get(f"{keyed.url}/", headers={"Accept": "text/html"}, timeout=10)
+    assert page.status_code == 200 and "<title>" in page.text  # the page asks for the key itself
+    assert requests.get(f"{keyed.url}/", timeout=10).status_code == 401  # the JSON index needs one
     assert requests.get(f"{keyed.url}/metrics", timeout=10).status_code == 200  # --metrics-open
 
 

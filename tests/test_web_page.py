@@ -146,14 +146,16 @@ def test_page_fits_a_phone_screen(browser, open_server, expected):
 
 
 def test_page_shows_errors_as_sentences(browser, tiny_run, tmp_path):
-    """422 (a text over --max-chars), 413 (a body over --max-body-bytes) and 504 (--timeout) as readable text."""
+    """400/422 (a text over --max-chars), 413 (a body over --max-body-bytes) and 504 (--timeout) as readable text
+    (the 429 is in test_page_asks_for_the_key)."""
     options = ["--max-chars", "300", "--max-body-bytes", "4000", "--timeout", "0.01"]
     server = _server(tiny_run, tmp_path / "server.log", *options)
     try:
         browser.get(server.url + "/")
         _ready(browser)
         _translate(browser, "Hund " * 80)
-        assert "could not translate this: texts: item 0: 400 characters, over the limit of 300" in _error(browser)
+        message = _error(browser)  # LibreTranslate's 400 on /translate (the page's route when the server has it)
+        assert "could not translate this: Invalid request: request (400) exceeds text limit (300)" in message
         _translate(browser, "Hund " * 1000)
         assert "too long for this server" in _error(browser)
         _translate(browser, "Ein Mann fährt Fahrrad und zwei Hunde spielen im Schnee " * 5)
@@ -191,3 +193,32 @@ def test_page_asks_for_the_key(browser, tiny_run, tmp_path, expected):
         server.stop()
         browser.execute_script("sessionStorage.clear()")
     assert KEY not in server.log()
+
+
+def test_page_swaps_and_detects_with_two_pairs(browser, lt_server, tiny_run_en_de, expected):
+    """Two models (de-en, en-de): swap turns the direction around and moves the translation to the input;
+    "Detect language" finds the source."""
+    browser.get(lt_server.url + "/")
+    _ready(browser)
+    source, target = Select(browser.find_element(By.ID, "source")), Select(browser.find_element(By.ID, "target"))
+    assert [o.get_attribute("value") for o in source.options] == ["auto", "de", "en"]
+    source.select_by_value("de")
+    assert [o.get_attribute("value") for o in target.options] == ["en"]
+    _translate(browser, SENTENCE)
+    assert _result(browser) == expected
+    swap = browser.find_element(By.ID, "swap")
+    assert swap.is_enabled()
+    swap.click()
+    assert source.first_selected_option.get_attribute("value") == "en"
+    assert target.first_selected_option.get_attribute("value") == "de"
+    assert browser.find_element(By.ID, "text").get_attribute("value") == expected
+    browser.find_element(By.ID, "translate").click()
+    back = run_nmt("translate", "--model", tiny_run_en_de, input=expected + "\n").stdout.strip()
+    assert _result(browser) == back
+
+    source.select_by_value("auto")
+    assert not swap.is_enabled()
+    target.select_by_value("en")
+    _translate(browser, "Ein Mann fährt Fahrrad und zwei Hunde spielen im Schnee.")
+    assert _result(browser)
+    assert browser.find_element(By.ID, "detected").text.startswith("detected: German")

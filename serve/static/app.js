@@ -1,14 +1,12 @@
 // The web page of `nmt serve`: talks to the server's own API, nothing loaded from anywhere else.
-// With the LibreTranslate-compatible routes (/languages, /translate) it uses them; otherwise /info and /predict.
+// It uses the LibreTranslate-compatible routes: /health (is a key needed?), /languages and /translate.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORAGE = "nmt-api-key";
 const state = {
   key: sessionStorage.getItem(KEY_STORAGE) || "",
-  libre: false, // the server has /languages and /translate
   languages: [], // [{code, name, targets}]
-  beamSize: null, // the model's default beam (native API)
   busy: false,
 };
 
@@ -95,7 +93,7 @@ function fillSources() {
   const previous = source.value;
   source.replaceChildren();
   const sources = state.languages.filter((l) => l.targets.length > 0);
-  if (state.libre && sources.length > 1) source.append(option("auto", "Detect language"));
+  if (sources.length > 1) source.append(option("auto", "Detect language"));
   for (const l of sources) source.append(option(l.code, nameOf(l.code)));
   if ([...source.options].some((o) => o.value === previous)) source.value = previous;
   fillTargets();
@@ -126,23 +124,9 @@ async function loadLanguages() {
     // /health needs the key when the server has one: 401 without it, 403 (or 401) for a wrong one
     const health = await call("GET", "/health");
     if (health.response.status === 401 || health.response.status === 403) return needKey(Boolean(state.key));
-    let { response, data } = await call("GET", "/languages");
-    if (response.ok && Array.isArray(data)) {
-      state.libre = true;
-      state.languages = data.map((l) => ({ code: l.code, name: l.name || l.code, targets: l.targets || [] }));
-    } else {
-      ({ response, data } = await call("GET", "/info"));
-      if (response.status === 401 || response.status === 403) return needKey(Boolean(state.key));
-      if (!response.ok || !data || !data.model) return showError(errorMessage(response, data));
-      const model = data.model;
-      state.libre = false;
-      state.beamSize = model.decode ? model.decode.beam_size : null;
-      state.maxBeam = model.limits ? model.limits.max_beam_size : null;
-      state.languages = [
-        { code: model.src_lang, name: model.src_lang, targets: [model.tgt_lang] },
-        { code: model.tgt_lang, name: model.tgt_lang, targets: [] },
-      ];
-    }
+    const { response, data } = await call("GET", "/languages");
+    if (!response.ok || !Array.isArray(data)) return showError(errorMessage(response, data));
+    state.languages = data.map((l) => ({ code: l.code, name: l.name || l.code, targets: l.targets || [] }));
   } catch (e) {
     return showError("Cannot reach the server. Is nmt serve still running?");
   }
@@ -152,32 +136,7 @@ async function loadLanguages() {
   fillSources();
 }
 
-// Native API: one /predict `texts` request with the non-blank lines; blank lines are kept as they are.
-async function translateNative(text, alternatives) {
-  const lines = text.split("\n");
-  const texts = lines.filter((l) => l.trim() !== "");
-  const body = { texts };
-  if (alternatives > 0) {
-    body.n_best = alternatives + 1;
-    if (state.beamSize !== null && body.n_best > state.beamSize) body.beam_size = body.n_best;
-    if (state.maxBeam && body.n_best > state.maxBeam) body.n_best = body.beam_size = state.maxBeam;
-  }
-  const { response, data } = await call("POST", "/predict", body);
-  if (!response.ok) return { error: errorMessage(response, data), status: response.status };
-  const assemble = (pick) => {
-    let i = 0;
-    return lines.map((l) => (l.trim() === "" ? l : pick(i++))).join("\n");
-  };
-  const result = { text: assemble((i) => data.translations[i]), alternatives: [] };
-  if (data.n_best) {
-    for (let k = 1; k < body.n_best; k++) {
-      if (data.n_best.every((hyps) => hyps.length > k)) result.alternatives.push(assemble((i) => data.n_best[i][k].translation));
-    }
-  }
-  return result;
-}
-
-async function translateLibre(text, alternatives) {
+async function translateText(text, alternatives) {
   const body = { q: text, source: $("source").value, target: $("target").value, format: "text" };
   if (alternatives > 0) body.alternatives = alternatives;
   if (state.key) body.api_key = state.key;
@@ -202,7 +161,7 @@ async function translate() {
   showError("");
   try {
     const alternatives = Number($("alternatives").value);
-    const result = state.libre ? await translateLibre(text, alternatives) : await translateNative(text, alternatives);
+    const result = await translateText(text, alternatives);
     if (result.error) {
       const keyProblem = result.status === 401 || result.status === 403 || (result.status === 400 && /API key/.test(result.error));
       if (keyProblem) return needKey(Boolean(state.key));

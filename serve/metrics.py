@@ -203,6 +203,6 @@ def scrape() -> bytes:
 def add_metrics_route(app: FastAPI) -> None:
     """GET /metrics (protected by the API key like every route unless `nmt serve --metrics-open`)."""
 
-    @app.get("/metrics", include_in_schema=True, summary="Prometheus metrics of every process of the server")
+    @app.get("/metrics", summary="Prometheus metrics of every process of the server", response_model=None)
     async def metrics() -> Response:
         return Response(scrape(), media_type=CONTENT_TYPE_LATEST)

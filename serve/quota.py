@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve.auth import key_matches
-from serve.http import LT_PATHS, error_body
+from serve.http import error_body
 from serve.keys import KeyLimits, KeysFileError, read_keys_file
 from serve.logs import LOGGER
 
@@ -275,49 +275,6 @@ async def quota_exceeded_handler(request: Request, exc: QuotaExceeded) -> JSONRe
     if exc.retry_after <= 0:
         return JSONResponse(body, status_code=413)
     return JSONResponse(body, status_code=429, headers={"Retry-After": str(exc.retry_after)})
-
-
-def document_keys(app: FastAPI) -> None:
-    """/openapi.json of a server with --keys: the X-API-Key scheme on the native routes, and their 401, 403 and 429;
-    403 and 429 on the LibreTranslate routes that take an api_key."""
-    build = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is None or "x-keys" not in app.openapi_schema:
-            schema = build()
-            schema["x-keys"] = True
-            schema["components"]["securitySchemes"] = {
-                "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
-            }
-            for path, operations in schema["paths"].items():
-                for operation in operations.values():
-                    lt = path in LT_PATHS
-                    error = {"$ref": "#/components/schemas/LTError" if lt else "#/components/schemas/Error"}
-                    answers = operation.setdefault("responses", {})
-                    if lt and "api_key" not in json.dumps(operation.get("requestBody", {})):
-                        continue  # GET /languages takes no key
-                    if not lt:
-                        operation["security"] = [{"APIKeyHeader": []}]
-                        answers["401"] = {
-                            "description": "no X-API-Key",
-                            "content": {"application/json": {"schema": error}},
-                        }
-                    elif "400" in answers:
-                        answers["400"]["description"] += " (or no api_key)"
-                    answers["403"] = {"description": "unknown key", "content": {"application/json": {"schema": error}}}
-                    answers["429"] = {
-                        "description": "over the key's requests per minute or characters per day (Retry-After)",
-                        "content": {"application/json": {"schema": error}},
-                        "headers": {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
-                    }
-                    if operation.get("requestBody") or lt:
-                        answers["413"] = answers.get("413") or {
-                            "description": "a request over the key's characters per day",
-                            "content": {"application/json": {"schema": error}},
-                        }
-        return app.openapi_schema
-
-    app.openapi = openapi
 
 
 # ----- set-up in the main process -------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from serve.quota import (
     QuotaExceeded,
     Windows,
     charging_characters,
-    document_keys,
     keys_middleware,
     quota_exceeded_handler,
     reload_on_sighup,
@@ -182,9 +181,7 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
     server.app.add_exception_handler(StarletteHTTPException, http_error_handler)
     server.app.add_exception_handler(Exception, internal_error_handler)
     add_metrics_route(server.app)
-    document_api(server.app, __version__, service)
-    if args.quota_store is not None:
-        document_keys(server.app)
+    document_api(server.app, __version__, service, open_paths)
     return server
 
 

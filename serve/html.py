@@ -99,11 +99,28 @@ class MarkupError(ValueError):
     """The parser gave up on a fragment."""
 
 
+MAX_DEPTH = 100  # nested elements: deeper fragments are refused (the walk over runs is recursive)
+
+
+def _depth(soup: BeautifulSoup) -> int:
+    deepest, stack = 0, [(soup, 0)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        stack += [(child, depth + 1) for child in node.children if isinstance(child, Tag)]
+    return deepest
+
+
 def parse_html(fragment: str) -> HtmlDocument:
+    """The fragment parsed, with its runs; MarkupError when it cannot be parsed or nests too deeply."""
     try:
         soup = BeautifulSoup(fragment, "html.parser")
     except ParserRejectedMarkup:
         raise MarkupError("cannot parse the HTML") from None
+    if _depth(soup) > MAX_DEPTH:
+        raise MarkupError(f"HTML nested deeper than {MAX_DEPTH} elements")
     return HtmlDocument(soup, _runs(soup))
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from serve.auth import key_matches
@@ -129,9 +130,9 @@ def _code(value: Any) -> str:
     return value.lower() if isinstance(value, str) else shown(str(value))
 
 
-def _translatable(text: str, html: bool) -> str:
-    """The text that detection sees: the document, or the translatable text of an HTML fragment."""
-    return " ".join(parse_html(text).texts) if html else text
+def _detect_each(service: Service, texts: list[str], html: bool) -> list[Detection]:
+    """The likeliest served language of each text (of its translatable text, for HTML)."""
+    return [service.detector.detect(" ".join(parse_html(t).texts) if html else t, 1)[0] for t in texts]
 
 
 def register_routes(app: FastAPI, service: Service) -> None:
@@ -142,6 +143,8 @@ def register_routes(app: FastAPI, service: Service) -> None:
         q = params.get("q")
         if not q:
             raise _missing("q")
+        if isinstance(q, str) and not _is_json(request.headers.get("content-type", "")):
+            q = "\n".join(q.splitlines())  # LibreTranslate: a form's line endings become \n (a trailing one goes)
         if not params.get("source"):
             raise _missing("source")
         if not params.get("target"):
@@ -160,7 +163,7 @@ def register_routes(app: FastAPI, service: Service) -> None:
         html = text_format == "html"
         try:
             if source == "auto":
-                detections = [service.detector.detect(_translatable(t, html), 1)[0] for t in texts]
+                detections = await run_in_threadpool(_detect_each, service, texts, html)
             else:
                 detections = [Detection(source, 100.0) for _ in texts]
             models = [_model(service, d.language, target) for d in detections]
@@ -186,14 +189,19 @@ def register_routes(app: FastAPI, service: Service) -> None:
         if not q:
             raise _missing("q")
         texts = _texts(service, q)
-        return JSONResponse([d.to_dict() for d in service.detector.detect("\n".join(texts))])
+        found = await run_in_threadpool(service.detector.detect, "\n".join(texts))
+        return JSONResponse([d.to_dict() for d in found])
 
     @app.get("/languages", summary="The languages this server translates (LibreTranslate API)", response_model=None)
     async def languages() -> JSONResponse:
         return JSONResponse(service.language_list())
 
 
-def _model(service: Service, source: str, target: str) -> Model:
+def _model(service: Service, source: str, target: str) -> Model | None:
+    """The model for the pair; None when source and target are the same language (the text is its own
+    translation, as LibreTranslate's identity translation gives it)."""
+    if source == target:
+        return None
     for model in service.models.values():
         if (model.src_lang, model.tgt_lang) == (source, target):
             return model
@@ -205,19 +213,21 @@ def _model(service: Service, source: str, target: str) -> Model:
 
 
 async def _translate_grouped(
-    service: Service, texts: list[str], models: list[Model], alternatives: int, html: bool
+    service: Service, texts: list[str], models: list[Model | None], alternatives: int, html: bool
 ) -> list[TextResult]:
-    """Translate each text with its model: one `Service.translate` per model, all queued at once."""
+    """Translate each text with its model: one `Service.translate` per model, all queued at once (a text without
+    a model is its own translation)."""
     groups: dict[str, list[int]] = {}
+    results: list[Any] = [TextResult(text, 0.0, [], 0) for text in texts]
     for i, model in enumerate(models):
-        groups.setdefault(model.pair, []).append(i)
+        if model is not None:
+            groups.setdefault(model.pair, []).append(i)
     n_best = 1 if html else alternatives + 1  # LibreTranslate gives no alternatives for HTML
     calls = []
     for members in groups.values():
         model = models[members[0]]
         options = Options(max(model.default_beam_size, n_best), n_best)
         calls.append(service.translate([texts[i] for i in members], model, options, html))
-    results: list[Any] = [None] * len(texts)
     for members, found in zip(groups.values(), await asyncio.gather(*calls), strict=True):
         for i, result in zip(members, found, strict=True):
             results[i] = result

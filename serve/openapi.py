@@ -173,10 +173,11 @@ def _components(service: Service) -> dict[str, Any]:
 
 
 def _pairs(service: Service) -> list[dict[str, Any]]:
-    """The served pairs as (source, target) alternatives: a code or auto, then the pair's target."""
+    """The served pairs as (source, target) alternatives, each language to itself included: a code or auto, then
+    a target of that code."""
     return [
-        {"properties": {"source": {"enum": [m.src_lang, "auto"]}, "target": {"const": m.tgt_lang}}}
-        for m in service.models.values()
+        {"properties": {"source": {"enum": [code, "auto"]}, "target": {"enum": service.targets(code)}}}
+        for code in service.languages
     ]
 
 

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from serve.jsonbody import shown
 from serve.languages import LanguageDetector, language_name
 from serve.schema import Limits
@@ -55,7 +57,8 @@ class Service:
         return list(dict.fromkeys(lang for m in self.models.values() for lang in (m.src_lang, m.tgt_lang)))
 
     def targets(self, source: str) -> list[str]:
-        return [m.tgt_lang for m in self.models.values() if m.src_lang == source]
+        """What `source` translates into, sorted; itself included (text comes back as it is, as in LibreTranslate)."""
+        return sorted({m.tgt_lang for m in self.models.values() if m.src_lang == source} | {source})
 
     def language_list(self) -> list[dict[str, Any]]:
         """GET /languages: every served language with its name and the targets it translates into."""
@@ -81,6 +84,9 @@ class Service:
 
     async def translate(self, texts: list[str], model: Model, options: Options, html: bool = False) -> list[TextResult]:
         """Translate documents (or HTML fragments) with `model`: split, one search in a worker batch, reassembled."""
-        request = plan(texts, model.pair, model.src_lang, options, self.limits.max_sentence_chars, html)
+        # splitting and reassembly take up to a few tenths of a second for a long document: off the event loop
+        request = await run_in_threadpool(
+            plan, texts, model.pair, model.src_lang, options, self.limits.max_sentence_chars, html
+        )
         hypotheses = await self.submit(request.work) if request.work.sentences else []
-        return assemble(request, hypotheses)
+        return await run_in_threadpool(assemble, request, hypotheses)

@@ -7,7 +7,7 @@ import html.parser
 import pytest
 
 from serve.documents import split_document
-from serve.html import parse_html
+from serve.html import MAX_DEPTH, MarkupError, parse_html
 from serve.translation import Options, assemble, plan
 
 DOCUMENT = "Ein Mann fährt Fahrrad. Zwei Hunde spielen im Schnee.\n\n  Ein Kind lacht!\r\nDr. Meier kommt um 3 Uhr.\n"
@@ -130,3 +130,11 @@ def test_html_without_text_and_broken_html():
     out, sentences = translate_html("<p>Ein <b>Hund", str.upper)  # unclosed tags are closed: well-formed
     assert out == "<p>EIN <b>HUND</b></p>" and sentences == ["Ein Hund"]
     assert parse_html("<p>x</p>").texts == ["x"]
+
+
+def test_deep_nesting_is_refused_not_a_crash():
+    """A RecursionError (a 500) on 1,000 nested <b> before the depth limit."""
+    assert parse_html("<b>" * MAX_DEPTH + "x").texts == ["x"]
+    for fragment in ("<b>" * 1000 + "x", "<div>" * (MAX_DEPTH + 1) + "x", "<p>" * 3000):
+        with pytest.raises(MarkupError, match="nested deeper"):
+            plan([fragment], "de-en", "de", Options(3), 400, html=True)

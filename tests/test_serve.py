@@ -434,3 +434,20 @@ def test_bad_model_directory_is_a_clean_error(tmp_path, tiny_run):
     result = run_nmt("serve", "--model", broken, "--port", str(free_port()), check=False, timeout=120)
     assert result.returncode == 2
     assert "cannot load the model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_libretranslate_pair_not_served(server, cli, sentences):
+    """The one-model server (de-en) as LibreTranslate: English is a language it knows (a target) but not a source."""
+    url = f"{server.url}/translate"
+    response = requests.post(url, json={"q": "A dog runs.", "source": "en", "target": "de"}, timeout=60)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "German (de) is not available as a target language from English (en); this server translates de-en"
+    }
+    body = {"q": sentences[0], "source": "de", "target": "en"}
+    assert requests.post(url, json=body, timeout=60).json() == {"translatedText": cli["beam3"][0]}
+    languages = requests.get(f"{server.url}/languages", timeout=10).json()
+    assert languages == [
+        {"code": "de", "name": "German", "targets": ["de", "en"]},
+        {"code": "en", "name": "English", "targets": ["en"]},
+    ]

@@ -92,7 +92,7 @@ function fillSources() {
   const source = $("source");
   const previous = source.value;
   source.replaceChildren();
-  const sources = state.languages.filter((l) => l.targets.length > 0);
+  const sources = state.languages.filter((l) => l.targets.some((t) => t !== l.code)); // into itself is no choice
   if (sources.length > 1) source.append(option("auto", "Detect language"));
   for (const l of sources) source.append(option(l.code, nameOf(l.code)));
   if ([...source.options].some((o) => o.value === previous)) source.value = previous;
@@ -105,7 +105,7 @@ function fillTargets() {
   const source = $("source").value;
   let codes;
   if (source === "auto") codes = [...new Set(state.languages.flatMap((l) => l.targets))];
-  else codes = (state.languages.find((l) => l.code === source) || { targets: [] }).targets;
+  else codes = (state.languages.find((l) => l.code === source) || { targets: [] }).targets.filter((c) => c !== source);
   target.replaceChildren(...codes.map((c) => option(c, nameOf(c))));
   if (codes.includes(previous)) target.value = previous;
   updateSwap();
@@ -131,7 +131,7 @@ async function loadLanguages() {
     return showError("Cannot reach the server. Is nmt serve still running?");
   }
   $("key-box").hidden = !state.key;
-  const pairs = state.languages.flatMap((l) => l.targets.map((t) => l.code + "→" + t));
+  const pairs = state.languages.flatMap((l) => l.targets.filter((t) => t !== l.code).map((t) => l.code + "→" + t));
   $("server-line").textContent = "pairs served: " + pairs.join(", ");
   fillSources();
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 @contextmanager
 def multiprocess_dir() -> Iterator[str]:
     """A fresh, empty directory in PROMETHEUS_MULTIPROC_DIR for the life of the server; removed afterwards."""
-    if "prometheus_client" in __import__("sys").modules:
+    if "prometheus_client" in sys.modules:  # it would record per process only: counts that do not add up
         raise RuntimeError("prometheus_client was imported before its multiprocess directory was set")
     path = tempfile.mkdtemp(prefix="nmt-metrics-")
     previous = os.environ.get(MULTIPROC_ENV)

@@ -12,6 +12,8 @@ from collections import defaultdict
 import litserve as ls
 
 from nmt.errors import NMTError
+from serve import metrics
+from serve.cache import TranslationCache, translate_with_cache
 from serve.litserve_glue import WORK_PATH, IdleFriendlyBatchedLoop
 from serve.logs import LOGGER, configure_logging
 from serve.translation import Hypotheses, Work
@@ -31,15 +33,19 @@ class TranslationAPI(ls.LitAPI):
         log_level: str = "info",
         max_batch_size: int = 16,
         batch_timeout: float = 0.01,
+        cache_entries: int = 0,
+        cache_bytes: int = 0,
     ):
-        loop = IdleFriendlyBatchedLoop() if max_batch_size > 1 else "auto"
+        loop = IdleFriendlyBatchedLoop()  # for a batch of 1 too: LitServe's own loop would not report queue waits
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=WORK_PATH, loop=loop)
         self.model_dirs = model_dirs  # pair ("de-en") -> run directory
         self.threads = threads
         self.quantize = quantize
         self.dtype = dtype
         self.log_level = log_level
+        self.cache_entries, self.cache_bytes = cache_entries, cache_bytes  # 0 entries: no cache
         self.translators: dict = {}
+        self.cache: TranslationCache | None = None
 
     def setup(self, device: str) -> None:
         """Load every model once per worker, set its torch threads and check each translates (then /health is 200)."""
@@ -50,7 +56,9 @@ class TranslationAPI(ls.LitAPI):
         configure_logging(self.log_level)  # a spawned process: nothing is configured yet
         torch.set_num_threads(self.threads)
         start = time.perf_counter()
+        load_seconds = {}
         for pair, model_dir in self.model_dirs.items():
+            loading = time.perf_counter()
             try:
                 translator = Translator.from_run_dir(model_dir, device=device, dtype=self.dtype, quantize=self.quantize)
             except NMTError as e:  # a user error: one line, no traceback (LitServe would log one as it stops)
@@ -59,6 +67,10 @@ class TranslationAPI(ls.LitAPI):
                 raise
             translator.translate(["warm-up"], beam_size=2)  # an exception here fails the worker: /health stays 503
             self.translators[pair] = translator
+            load_seconds[pair] = time.perf_counter() - loading
+        if self.cache_entries > 0:
+            self.cache = TranslationCache(self.cache_entries, self.cache_bytes)
+        metrics.worker_ready(load_seconds)
         logger.info(
             "worker ready: %d model(s) (%s) on %s, %s, %d torch thread(s), loaded in %.1f s",
             len(self.translators),
@@ -83,16 +95,24 @@ class TranslationAPI(ls.LitAPI):
             groups[work.group].append(i)
         for (pair, options), members in groups.items():
             sentences = [s for i in members for s in works[i].sentences]
-            found = (
-                self.translators[pair].translate(sentences, options.beam_size, options.n_best, options.max_length)
-                if sentences
-                else []
+            found, hits = translate_with_cache(
+                self.cache,
+                pair,
+                self.translators[pair].translate,
+                sentences,
+                options.beam_size,
+                options.n_best,
+                options.max_length,
             )
+            metrics.observe_translated(pair, sentences)
+            if self.cache is not None:
+                metrics.observe_cache(hits, len(sentences) - hits, len(self.cache), self.cache.bytes)
             offset = 0
             for i in members:
                 n = len(works[i].sentences)
                 results[i] = [[(h.text, h.score) for h in hyps] for hyps in found[offset : offset + n]]
                 offset += n
+        metrics.observe_batch(len(works), sum(len(work.sentences) for work in works))
         logger.debug(
             "batch: %d request(s), %d sentence(s), %d option group(s), %.1f ms",
             len(works),

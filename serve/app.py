@@ -4,7 +4,7 @@ imports it; the server itself lives in serve.server and serve.api and is importe
 import argparse
 import os
 
-from nmt.cli_types import positive_float, positive_int
+from nmt.cli_types import non_negative_int, positive_float, positive_int
 from nmt.errors import NMTError
 from nmt.precision import add_dtype_argument
 from serve.schema import Limits
@@ -12,6 +12,17 @@ from serve.schema import Limits
 LIMITS = Limits()  # the defaults of the limit options (serve.schema.Limits is their one home)
 API_KEY_ENV = "NMT_API_KEY"
 PORT_ENV = "NMT_PORT"  # also read by the Docker HEALTHCHECK
+
+
+def _windows(value: str) -> tuple[float, float]:
+    """MINUTE,DAY: the lengths in seconds of the quota windows (shortened in tests)."""
+    try:
+        minute, day = (float(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers of seconds, MINUTE,DAY, got '{value}'") from None
+    if not (minute > 0 and day > 0):
+        raise argparse.ArgumentTypeError("the quota windows must be positive")
+    return minute, day
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,8 +107,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"require this key: X-API-Key header on the native routes, api_key parameter on the LibreTranslate "
         f"routes (default: ${API_KEY_ENV}; prefer the variable)",
     )
+    group.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="API keys, one per line with optional limits: KEY [requests_per_minute=N] [characters_per_day=N]; "
+        "reloaded on SIGHUP (see docs/operations.md)",
+    )
+    group.add_argument(
+        "--metrics-open", action="store_true", help="serve /metrics without an API key (a scraper on a private network)"
+    )
+    group.add_argument("--quota-windows", type=_windows, default=(60.0, 86400.0), help=argparse.SUPPRESS)  # tests
     group.add_argument("--log-text", action="store_true", help="also log request and response bodies (the texts)")
     group.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    group = parser.add_argument_group("translation cache (per worker)")
+    group.add_argument(
+        "--cache-size",
+        type=non_negative_int,
+        default=10000,
+        help="sentences kept per worker, least recently used dropped first; 0 turns the cache off (default: 10000)",
+    )
+    group.add_argument(
+        "--cache-bytes",
+        type=positive_int,
+        default=64 << 20,
+        help="approximate memory of the cache per worker (default: 64 MiB)",
+    )
 
 
 def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
@@ -118,11 +152,27 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
         args.api_key = None if key is None else check_key(key)
     except ValueError as e:
         raise NMTError(str(e)) from None
+    args.key_list = None
+    if args.keys is not None:
+        from serve.keys import KeysFileError, read_keys_file
+
+        if args.api_key is not None:
+            raise NMTError(
+                f"--keys and an API key (--api-key or ${API_KEY_ENV}) both given: put that key in the keys file"
+            )
+        try:
+            args.key_list = read_keys_file(args.keys)
+        except KeysFileError as e:
+            raise NMTError(str(e)) from None
     return args
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Entry point of `nmt serve`."""
-    from serve.server import serve
+    from serve.metricsdir import multiprocess_dir
 
-    return serve(resolve_options(args))
+    args = resolve_options(args)
+    with multiprocess_dir():  # before serve.server imports prometheus_client
+        from serve.server import serve
+
+        return serve(args)

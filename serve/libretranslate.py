@@ -22,6 +22,7 @@ from serve.html import MarkupError, parse_html
 from serve.http import SENTENCE_COUNT_HEADER
 from serve.jsonbody import MalformedJSON, parse_json, shown
 from serve.languages import Detection, language_name
+from serve.quota import UnknownKey, admit
 from serve.service import Model, Service
 from serve.translation import Options, TextResult
 
@@ -75,11 +76,20 @@ async def read_params(request: Request) -> dict[str, Any]:
     return {**params, **query}
 
 
-def check_key(service: Service, params: dict[str, Any]) -> None:
-    """LibreTranslate's key check: none or empty is 400, a wrong one 403 (constant-time comparison)."""
+async def check_key(service: Service, params: dict[str, Any]) -> None:
+    """LibreTranslate's key check: none or empty is 400, a wrong one 403 (constant-time comparison); with --keys,
+    over the key's requests per minute 429 (serve.quota)."""
+    given = params.get("api_key")
+    if service.quota is not None:
+        if given is None or given == "":
+            raise LTError(400, KEY_MISSING)
+        try:
+            await admit(service.quota, given if isinstance(given, str) else "", count_request=True)
+        except UnknownKey:
+            raise LTError(403, KEY_INVALID) from None
+        return
     if service.api_key is None:
         return
-    given = params.get("api_key")
     if given is None or given == "":
         raise LTError(400, KEY_MISSING)
     if not isinstance(given, str) or not key_matches(given, service.api_key):
@@ -129,7 +139,7 @@ def register_routes(app: FastAPI, service: Service) -> None:
     @app.post("/translate", summary="Translate text (LibreTranslate API)", response_model=None)
     async def translate(request: Request) -> JSONResponse:
         params = await read_params(request)
-        check_key(service, params)
+        await check_key(service, params)
         q = params.get("q")
         if not q:
             raise _missing("q")
@@ -174,7 +184,7 @@ def register_routes(app: FastAPI, service: Service) -> None:
     @app.post("/detect", summary="Detect the language of a text (LibreTranslate API)", response_model=None)
     async def detect(request: Request) -> JSONResponse:
         params = await read_params(request)
-        check_key(service, params)
+        await check_key(service, params)
         q = params.get("q")
         if not q:
             raise _missing("q")

@@ -28,6 +28,7 @@ from litserve.server import RegularRequestHandler
 from litserve.utils import LitAPIStatus, LoopResponseType, ResponseBufferItem
 
 from serve.logs import LOGGER
+from serve.metrics import observe_queue_wait
 
 logger = logging.getLogger(LOGGER)
 
@@ -140,9 +141,11 @@ class IdleFriendlyBatchedLoop(BatchedLoop):
                 raise _StopLoopError()
             response_queue_id, uid, timestamp, x_enc = item
             self.put_response(transport, response_queue_id, uid, (), LitAPIStatus.START, LoopResponseType.REGULAR)
-            if apply_timeout and time.monotonic() - timestamp > lit_api.request_timeout:
+            waited = time.monotonic() - timestamp  # queued by the HTTP process (a system-wide monotonic clock)
+            if apply_timeout and waited > lit_api.request_timeout:
                 timed_out.append((response_queue_id, uid))
             else:
+                observe_queue_wait(waited)
                 payloads.append((response_queue_id, uid, x_enc))
             if deadline is None:
                 deadline = time.monotonic() + lit_api.batch_timeout

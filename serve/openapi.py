@@ -198,7 +198,7 @@ def _lt_query(names: list[str]) -> list[dict[str, Any]]:
     return [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in names]
 
 
-def _patch(schema: dict[str, Any], service: Service) -> None:
+def _patch(schema: dict[str, Any], service: Service, open_paths: frozenset[str]) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
@@ -224,7 +224,8 @@ def _patch(schema: dict[str, Any], service: Service) -> None:
         {"properties": {"text": {"type": "string"}}, "required": ["text"]},
         {"properties": {"texts": {"type": "array"}}, "required": ["texts"]},
     ]
-    keyed = service.api_key is not None
+    keyed = service.api_key is not None or service.quota is not None
+    quotas = service.quota is not None  # nmt serve --keys: per-key limits (serve.quota)
     if keyed:
         schema["components"]["securitySchemes"] = {
             "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
@@ -232,8 +233,23 @@ def _patch(schema: dict[str, Any], service: Service) -> None:
     error, lt_error = _ref("Error"), _ref("LTError")
     too_large = "request body over the size limit (--max-body-bytes)"
     late = "no answer within the time limit (--timeout): queue wait and translation"
+    over = {
+        "description": "over the key's requests per minute or characters per day; Retry-After says when to retry",
+        "headers": {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
+    }
     native = {
-        ("/", "get"): {"200": _answer("the service", _ref("Index"))},
+        ("/", "get"): {
+            "200": {
+                "description": "the service; a browser (Accept: text/html) gets the translation web page instead",
+                "content": {**_json(_ref("Index")), "text/html": {"schema": {"type": "string"}}},
+            }
+        },
+        ("/metrics", "get"): {
+            "200": {
+                "description": "Prometheus metrics of every process of the server (text exposition format)",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
         ("/health", "get"): {
             "200": _answer("every worker has loaded every model", _ref("Health")),
             "503": _answer("the models are still loading", error),
@@ -256,9 +272,15 @@ def _patch(schema: dict[str, Any], service: Service) -> None:
     }
     for (path, method), responses in native.items():
         operation = schema["paths"][path][method]
-        responses["413"] = _answer(too_large, error)
-        if keyed:
-            responses["401"] = _answer("missing or wrong X-API-Key", error)
+        responses["413"] = _answer(
+            too_large + (", or a request over the key's characters per day" if quotas else ""), error
+        )
+        if keyed and path not in open_paths:
+            responses["401"] = _answer("missing X-API-Key" if quotas else "missing or wrong X-API-Key", error)
+            if quotas:
+                responses["403"] = _answer("unknown X-API-Key", error)
+                if method == "post":
+                    responses["429"] = {**over, "content": _json(error)}
             operation["security"] = [{"APIKeyHeader": []}]
         operation["responses"] = responses
     bad = "invalid request (LibreTranslate's message), a language or pair not served"
@@ -284,19 +306,22 @@ def _patch(schema: dict[str, Any], service: Service) -> None:
             responses["400"] = _answer(bad, lt_error)
             if keyed:
                 responses["403"] = _answer("wrong api_key", lt_error)
+            if quotas:
+                responses["429"] = {**over, "content": _json(lt_error)}
             operation["requestBody"] = _lt_body(*body)
             operation["parameters"] = _lt_query(query)
         operation["responses"] = responses
 
 
-def document_api(app: FastAPI, version: str, service: Service) -> None:
-    """Title, version and the complete contract in /openapi.json (built on first request, then cached)."""
+def document_api(app: FastAPI, version: str, service: Service, open_paths: frozenset[str] = frozenset()) -> None:
+    """Title, version and the complete contract in /openapi.json (built on first request, then cached);
+    `open_paths` need no key even when the server has one (/metrics with --metrics-open)."""
     app.title, app.version = "nmt translation service", version
     build = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            _patch(build(), service)  # build() caches the schema in app.openapi_schema, patched in place
+            _patch(build(), service, open_paths)  # build() caches the schema in app.openapi_schema, patched in place
         return app.openapi_schema
 
     app.openapi = openapi

@@ -17,6 +17,7 @@ from nmt.errors import NMTError
 from nmt.machine import machine_info
 from serve.api import TranslationAPI
 from serve.http import (
+    OPEN_PATHS,
     AccessLogMiddleware,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -27,10 +28,20 @@ from serve.http import (
 from serve.jsonbody import StrictJSONRoute
 from serve.litserve_glue import TranslationServer
 from serve.logs import LOGGER, configure_logging
+from serve.metrics import MetricsMiddleware, add_metrics_route
 from serve.openapi import document_api
+from serve.quota import (
+    QuotaExceeded,
+    Windows,
+    charging_characters,
+    keys_middleware,
+    quota_exceeded_handler,
+    reload_on_sighup,
+)
 from serve.routes import register_routes
 from serve.schema import Limits, set_limits
 from serve.service import Model, Service
+from serve.webpage import WebPageMiddleware
 
 logger = logging.getLogger(LOGGER)
 
@@ -135,15 +146,26 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
         log_level=args.log_level,
         max_batch_size=args.max_batch_size,
         batch_timeout=args.batch_timeout,
+        cache_entries=args.cache_size,
+        cache_bytes=args.cache_bytes,
     )
-    # the last middleware is the outermost: log everything, then check the key, then the body size
+    # the last middleware is the outermost: count and log everything, serve the web page (no key), then check the
+    # key (and the requests per minute of --keys), then the body size
     middlewares: list = [(BodyLimitMiddleware, {"max_bytes": args.max_body_bytes})]
-    if args.api_key is not None:
-        middlewares.append((ApiKeyMiddleware, {"api_key": args.api_key}))
+    open_paths = OPEN_PATHS | ({"/metrics"} if args.metrics_open else set())
+    args.quota_store = None
+    if args.key_list is not None:
+        args.quota_store, middleware = keys_middleware(args.key_list, Windows(*args.quota_windows), open_paths)
+        service.quota = args.quota_store  # the LibreTranslate routes check their api_key parameter with it
+        middlewares.append(middleware)
+    elif args.api_key is not None:
+        middlewares.append((ApiKeyMiddleware, {"api_key": args.api_key, "open_paths": open_paths}))
+    middlewares.append((WebPageMiddleware, {}))
     middlewares.append((AccessLogMiddleware, {"log_text": args.log_text}))
+    middlewares.append((MetricsMiddleware, {}))
 
     def register(app, submit) -> None:
-        service.submit = submit
+        service.submit = charging_characters(submit)  # --keys: a key's characters per day, before queueing
         app.router.route_class = StrictJSONRoute  # every route added from here on parses JSON strictly
         register_routes(app, service, lambda: server.workers_ready())
 
@@ -157,9 +179,11 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
         restart_workers=True,
     )
     server.app.add_exception_handler(RequestValidationError, validation_error_handler)
+    server.app.add_exception_handler(QuotaExceeded, quota_exceeded_handler)
     server.app.add_exception_handler(StarletteHTTPException, http_error_handler)
     server.app.add_exception_handler(Exception, internal_error_handler)
-    document_api(server.app, __version__, service)
+    add_metrics_route(server.app)
+    document_api(server.app, __version__, service, open_paths)
     return server
 
 
@@ -204,6 +228,8 @@ def serve(args: argparse.Namespace) -> int:
         )
     server = build_server(args)
     _install_signal_handlers(server)
+    if args.quota_store is not None:
+        reload_on_sighup(args.quota_store, args.keys)
     logger.info(
         "serving %s on http://%s:%d: %d worker(s) x %d thread(s), max batch %d, batch timeout %g s, API key %s",
         ", ".join(args.model),
@@ -213,7 +239,7 @@ def serve(args: argparse.Namespace) -> int:
         args.threads,
         args.max_batch_size,
         args.batch_timeout,
-        "required" if args.api_key else "not required",
+        "from " + args.keys if args.keys else "required" if args.api_key else "not required",
     )
     try:
         server.run(
@@ -230,4 +256,6 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         server.stopping = True
         _stop_children()
+        if args.quota_store is not None:
+            args.quota_store.remove()
     return 0

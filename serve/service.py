@@ -40,6 +40,7 @@ class Service:
     models: dict[str, Model]  # by pair, in the order given on the command line
     limits: Limits
     api_key: str | None = None
+    quota: Any = None  # serve.quota.QuotaStore of `nmt serve --keys` (then api_key is None)
     submit: Callable[[Work], Awaitable[Hypotheses]] | None = None  # set when the routes are registered
     detector: LanguageDetector = field(init=False)
 

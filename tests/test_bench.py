@@ -9,7 +9,7 @@ from conftest import run_nmt
 from server_process import ServerProcess, free_port
 
 from nmt.bench.common import machine_info, percentile
-from nmt.bench.serve import request_body
+from nmt.bench.serve import SentencePicker, request_body
 
 KEY = "bench-key"
 
@@ -37,6 +37,22 @@ def test_payload_shapes():
     assert request_body(sentences, 0, 1, None) == {"text": "a"}
     assert request_body(sentences, 4, 1, 2) == {"text": "b", "beam_size": 2}
     assert request_body(sentences, 1, 2, None) == {"texts": ["c", "a"]}
+
+
+def test_repeat_share():
+    """--repeat-share 0.8: about 80% of the sentences come from the pool, the rest are each sent once; the same
+    run sends the same mix; the report's share counts what was really sent before."""
+    sentences = [f"s{i}" for i in range(5000)]
+    picker = SentencePicker(sentences, 8, repeat_share=0.8, pool=100)
+    sent = [text for index in range(500) for text in picker.texts(index)]
+    pooled = [text for text in sent if int(text[1:]) < 100]
+    fresh = [text for text in sent if int(text[1:]) >= 100]
+    assert 0.77 < len(pooled) / len(sent) < 0.83
+    assert len(set(fresh)) == len(fresh)  # never repeated
+    assert picker.total == len(sent) and picker.repeated == len(sent) - len(set(sent))
+    again = SentencePicker(sentences, 8, repeat_share=0.8, pool=100)
+    assert [t for t in again.texts(7) if int(t[1:]) < 100] == [t for t in picker.texts(7) if int(t[1:]) < 100]
+    assert SentencePicker(sentences, 2).texts(1) == ["s2", "s3"]  # no share: cycle through the input
 
 
 def test_machine_info():

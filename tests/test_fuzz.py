@@ -441,16 +441,22 @@ def test_fuzz_methods_and_paths(target):
     paths = st.sampled_from(
         ["/predict", "/health", "/info", "/", "/docs", "/openapi.json", "/predict/", "/predict?x=1", "/%00", "/%ff",
          "/..%2f..%2fetc%2fpasswd", "//predict", "/shutdown", "/metrics", "/translate", "/detect", "/languages",
-         "/translate?q=Hallo&source=de&target=en", "/languages?api_key=x"]
+         "/translate?q=Hallo&source=de&target=en", "/languages?api_key=x", "/static/app.js", "/static/style.css",
+         "/static/index.html", "/static/", "/static", "/static/nope.js", "/static/../serve/app.py",
+         "/static/..%2f..%2fserve%2fapp.py", "/static/%2e%2e/app.py", "/static//etc/passwd", "/static/app.js%00"]
     ) | st.text("abcxyz019-._~%/", max_size=12).map(lambda s: "/" + s)  # fmt: skip
     methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
+    accepts = st.sampled_from([None, "text/html", "text/html,application/xhtml+xml,*/*;q=0.8", "application/json"])
 
-    @fuzz(300)
-    @given(method=methods, path=paths, body=st.sampled_from([None, b"", VALID_BODIES[0], b"{"]))
-    def run(method: str, path: str, body: bytes | None) -> None:
-        send(target.server, body, JSON_HEADERS if body else {}, method=method, path=path)
+    @fuzz(400)
+    @given(method=methods, path=paths, body=st.sampled_from([None, b"", VALID_BODIES[0], b"{"]), accept=accepts)
+    def run(method: str, path: str, body: bytes | None, accept: str | None) -> None:
+        headers = {**(JSON_HEADERS if body else {}), **({"Accept": accept} if accept else {})}
+        status, answer_headers, data = send(target.server, body, headers, method=method, path=path)
+        if path.startswith("/static/") and status == 200:  # only the page's own files, never one outside
+            assert path.split("?")[0] in ("/static/app.js", "/static/style.css", "/static/index.html"), path
 
-    fuzzed(run, 300)
+    fuzzed(run, 400)
 
 
 def _batch_lines(server: ServerProcess) -> int:
@@ -467,8 +473,10 @@ def test_fuzz_api_key_never_reaches_the_model(target):
     )
     before = _batch_lines(target.server)
 
+    paths = ["/predict", "/predict", "/health", "/info", "/", "/metrics", "/translate", "/detect"]
+
     @fuzz(400)
-    @given(key=keys, path=st.sampled_from(["/predict", "/predict", "/health", "/info", "/", "/translate", "/detect"]))
+    @given(key=keys, path=st.sampled_from(paths))
     def run(key: str | None, path: str) -> None:
         assume(key is None or key.strip(" \t") != KEY)
         if path in LT_PATHS:  # the key travels in the body: missing is 400, wrong is 403 (LibreTranslate's)

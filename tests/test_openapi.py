@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import LT_KEY
+from conftest import LT_KEY, LT_OPTIONS
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
+from server_process import ServerProcess
 
 pytestmark = pytest.mark.slow  # schema-driven requests against a running `nmt serve`
 
@@ -47,7 +48,8 @@ def _hold_to_the_schema(url: str, headers: dict[str, str], extra_checks: list) -
     return seen
 
 
-ROUTES = ["GET /", "GET /health", "GET /info", "POST /predict", "POST /translate", "POST /detect", "GET /languages"]
+ROUTES = ["GET /", "GET /health", "GET /info", "POST /predict", "POST /translate", "POST /detect", "GET /languages",
+          "GET /metrics"]  # fmt: skip
 
 
 def test_schema_holds_without_a_key(lt_server):
@@ -76,3 +78,23 @@ def test_documented_answers(lt_server, lt_keyed_server, keyed):
         assert "application/json" in paths[path]["get"]["responses"]["200"]["content"]
         assert server.get(path).headers["content-type"] == "application/json"
     assert ("403" in paths["/translate"]["post"]["responses"]) == keyed
+
+
+def test_schema_holds_with_a_keys_file(tiny_run, tiny_run_en_de, tmp_path):
+    """`nmt serve --keys FILE` (serve.quota): 401 without a key, 403 for an unknown one, 429 over a limit, each
+    documented where it can occur; /metrics open with --metrics-open."""
+    (tmp_path / "keys").write_text(f"{LT_KEY}\nlimited requests_per_minute=1000\n", encoding="utf-8")
+    options = [*LT_OPTIONS, "--keys", str(tmp_path / "keys"), "--metrics-open"]
+    server = ServerProcess([tiny_run, tiny_run_en_de], tmp_path / "server.log", *options)
+    server.headers = {"X-API-Key": LT_KEY}
+    try:
+        server.wait_ready()
+        paths = server.get("/openapi.json").json()["paths"]
+        predict = paths["/predict"]["post"]["responses"]
+        assert {"401", "403", "429"} <= set(predict) and "Retry-After" in predict["429"]["headers"]
+        assert {"400", "403", "429"} <= set(paths["/translate"]["post"]["responses"])
+        assert "401" not in paths["/metrics"]["get"]["responses"] and "security" not in paths["/metrics"]["get"]
+        routes = _hold_to_the_schema(server.url, {"X-API-Key": LT_KEY}, [checks.ignored_auth])
+        assert sorted(routes) == sorted(ROUTES)
+    finally:
+        server.stop()

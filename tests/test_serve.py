@@ -346,7 +346,7 @@ def test_server_log_has_requests_and_no_errors(server, sentences):
 def test_api_key_required_everywhere(keyed_server, sentences):
     url, good = keyed_server.url, {"X-API-Key": "k3y-Test"}
     for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": "k3y-Test "}, {"X-API-Key": "k3y-tes"}):
-        for path in ("/health", "/info", "/"):
+        for path in ("/health", "/info", "/metrics", "/"):  # "/" without Accept: text/html is the JSON index
             _assert_clean_error(requests.get(url + path, headers=headers, timeout=10), 401, "API key")
         response = requests.post(f"{url}/predict", json={"text": sentences[0]}, headers=headers, timeout=10)
         _assert_clean_error(response, 401, "X-API-Key")
@@ -354,6 +354,9 @@ def test_api_key_required_everywhere(keyed_server, sentences):
     assert requests.get(f"{url}/info", headers=good, timeout=10).status_code == 200
     assert requests.get(f"{url}/openapi.json", timeout=10).status_code == 200  # the schema is public
     assert requests.get(f"{url}/docs", timeout=10).status_code == 200
+    page = requests.get(f"{url}/", headers={"Accept": "text/html"}, timeout=10)  # a browser: the web page, which
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")  # asks for the key
+    assert requests.get(f"{url}/static/app.js", timeout=10).status_code == 200
 
 
 def test_request_without_key_never_reaches_the_model(keyed_server, sentences):

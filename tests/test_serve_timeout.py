@@ -19,7 +19,8 @@ from server_process import ServerProcess
 
 TIMEOUT = 2.0
 OPTIONS = ["--workers", "2", "--threads", "1", "--timeout", str(TIMEOUT), "--max-texts", "256",
-           "--max-body-bytes", "4000000"]  # fmt: skip
+           "--max-body-bytes", "4000000", "--cache-size", "0"]  # fmt: skip
+# no cache: with it the 256 equal texts below would be searched once (serve.cache), not 256 times
 SLOW = {"texts": ["x" * 1000] * 256, "beam_size": 16}
 SMALL = {"text": "Ein Hund läuft über die Wiese.", "beam_size": 1}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from nmt.bench.common import (
     positive_int,
     positive_seconds,
 )
+from nmt.cli_types import fraction
 from nmt.errors import NMTError
 
 
@@ -37,10 +39,57 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--source", help="source language of every request (needed when the server has several models)")
     p.add_argument("--target", help="target language of every request (needed when the server has several models)")
+    p.add_argument(
+        "--repeat-share",
+        type=fraction,
+        default=0.0,
+        help="share of sentences drawn from a small pool that repeats (0 to 1; e.g. 0.8 to measure the cache); "
+        "the others are sent once each (default: 0, cycle through the input)",
+    )
+    p.add_argument(
+        "--repeat-pool", type=positive_int, default=100, help="sentences in the repeated pool (default: 100)"
+    )
     p.add_argument("--api-key", help=f"X-API-Key to send (default: ${API_KEY_ENV})")
     p.add_argument("--timeout", type=positive_seconds, default=60.0, help="seconds per request (default: 60)")
     p.add_argument("--json", help="also write the report to this JSON file")
     p.set_defaults(func=bench_serve)
+
+
+class SentencePicker:
+    """The sentences of each request. With a repeat share p, each sentence is with probability p one of the first
+    `pool` input sentences (seeded by its position: the same run sends the same mix), else the next sentence of the
+    rest of the input sent once (cycling only when the input runs out). Counts what was really repeated."""
+
+    def __init__(self, sentences: list[str], per_request: int, repeat_share: float = 0.0, pool: int = 100):
+        self.sentences, self.per_request, self.repeat_share = sentences, per_request, repeat_share
+        self.pool = min(pool, max(1, len(sentences) - 1)) if repeat_share > 0 else 0
+        self.lock = threading.Lock()
+        self.fresh = 0
+        self.sent: set[str] = set()
+        self.total = self.repeated = 0
+
+    def texts(self, index: int) -> list[str]:
+        start = index * self.per_request
+        if not self.repeat_share:
+            texts = [self.sentences[(start + j) % len(self.sentences)] for j in range(self.per_request)]
+        else:
+            texts = []
+            for slot in range(start, start + self.per_request):
+                rng = random.Random(slot)
+                if rng.random() < self.repeat_share:
+                    texts.append(self.sentences[rng.randrange(self.pool)])
+                else:
+                    with self.lock:
+                        self.fresh += 1
+                        fresh = self.fresh - 1
+                    rest = self.sentences[self.pool :] or self.sentences
+                    texts.append(rest[fresh % len(rest)])
+        with self.lock:
+            self.total += len(texts)
+            for text in texts:
+                self.repeated += text in self.sent
+                self.sent.add(text)
+        return texts
 
 
 @dataclass
@@ -53,6 +102,7 @@ class Tally:
     sentences: int = 0
     errors: Counter = field(default_factory=Counter)
     answers: dict[str, Any] | None = None  # request body -> first translation(s) seen, when answers are compared
+    picker: Any = None  # the SentencePicker of the run (what share of sentences really repeated)
 
     def consistent(self, body: dict[str, Any], answer: dict[str, Any]) -> bool:
         """False when the same request got other translations before (scores may differ in the last digits)."""
@@ -126,9 +176,12 @@ def request_body(
     sentences: list[str], index: int, per_request: int, beam_size: int | None, pair: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """JSON body of request number `index`: the next `per_request` sentences, cycling through the input."""
-    start = index * per_request
-    texts = [sentences[(start + j) % len(sentences)] for j in range(per_request)]
-    body: dict[str, Any] = {"text": texts[0]} if per_request == 1 else {"texts": texts}
+    return body_of(SentencePicker(sentences, per_request).texts(index), beam_size, pair)
+
+
+def body_of(texts: list[str], beam_size: int | None, pair: dict[str, str] | None = None) -> dict[str, Any]:
+    """`text` for one sentence, else `texts`; `beam_size` and the pair when given."""
+    body: dict[str, Any] = {"text": texts[0]} if len(texts) == 1 else {"texts": texts}
     if beam_size is not None:
         body["beam_size"] = beam_size
     body.update(pair or {})
@@ -139,12 +192,12 @@ def _pair(args: argparse.Namespace) -> dict[str, str]:
     return {k: v for k in ("source", "target") if (v := getattr(args, k, None))}  # `bench soak` has neither
 
 
-def _client(args: argparse.Namespace, headers: dict, sentences: list[str], tally: Tally, deadline: float | None):
+def _client(args: argparse.Namespace, headers: dict, picker: SentencePicker, tally: Tally, deadline: float | None):
     import requests
 
     with requests.Session() as session:
         while (index := tally.next_request(args.requests, deadline)) is not None:
-            body = request_body(sentences, index, args.texts_per_request, args.beam_size, _pair(args))
+            body = body_of(picker.texts(index), args.beam_size, _pair(args))
             start = time.perf_counter()
             try:
                 response = session.post(f"{args.url}/predict", json=body, headers=headers, timeout=args.timeout)
@@ -167,10 +220,13 @@ def run_load(
 ) -> tuple[Tally, float]:
     """`args.concurrency` client threads against `args.url` for `duration` seconds (or `args.requests` requests)."""
     tally = tally or Tally()
+    tally.picker = SentencePicker(
+        sentences, args.texts_per_request, getattr(args, "repeat_share", 0.0), getattr(args, "repeat_pool", 100)
+    )
     start = time.monotonic()
     deadline = start + duration if duration else None
     threads = [
-        threading.Thread(target=_client, args=(args, headers, sentences, tally, deadline), daemon=True)
+        threading.Thread(target=_client, args=(args, headers, tally.picker, tally, deadline), daemon=True)
         for _ in range(args.concurrency)
     ]
     for t in threads:
@@ -212,6 +268,8 @@ def serve_report(args: argparse.Namespace, tally: Tally, seconds: float, info: d
         "url": args.url,
         "concurrency": args.concurrency,
         "texts_per_request": args.texts_per_request,
+        "repeat_share": getattr(args, "repeat_share", 0.0),
+        "repeated_sentences": round(tally.picker.repeated / tally.picker.total, 3) if tally.picker.total else 0.0,
         "beam_size": args.beam_size or (info.get("decode") or {}).get("beam_size"),
         "seconds": round(seconds, 2),
         "requests": len(latencies),
@@ -230,7 +288,8 @@ def _print_serve_report(report: dict[str, Any]) -> None:
     ms, machine, server = report["latency_ms"], report["machine"], report["server"] or {}
     lines = [
         f"{report['url']}: {report['concurrency']} clients, {report['texts_per_request']} text(s) per request, "
-        f"beam {report['beam_size']}, {report['seconds']} s",
+        f"beam {report['beam_size']}, {report['seconds']} s, "
+        f"{report['repeated_sentences']:.0%} of the sentences sent had been sent before",
         f"requests: {report['requests']} ok, {report['errors']} errors {report['error_kinds'] or ''}".rstrip(),
         f"throughput: {report['requests_per_s']} requests/s, {report['sentences_per_s']} sentences/s",
     ]

@@ -1,0 +1,304 @@
+"""Per-key quotas of `nmt serve --keys FILE`, shared by every HTTP process through one sqlite database (WAL mode).
+
+The main process writes the keys (serve.keys) into the database at start and again on SIGHUP, in one transaction
+that bumps a generation number; each HTTP process re-reads the keys when the generation has changed, so a reload
+takes effect at the next request of every process and no request is dropped. Usage is counted per key in fixed
+windows that start with the key's first request in the window: requests per minute (every POST) and characters per
+day (the characters of the texts to translate, charged before translating). Over a limit is a 429 with Retry-After
+(the seconds left in the window). Keys are compared in constant time against every loaded key (serve.auth); the
+database names a key only by its SHA-256, and neither a key nor its hash is logged or used as a metric label.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from anyio import to_thread
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from serve.auth import key_matches
+from serve.http import error_body
+from serve.keys import KeyLimits, KeysFileError, read_keys_file
+from serve.logs import LOGGER
+
+logger = logging.getLogger(LOGGER)
+
+DB_NAME = "quota.sqlite3"
+MINUTE, DAY = "minute", "day"
+WAIT_FOR_LOCK = 5.0  # seconds a process waits for another's write transaction
+
+
+class QuotaExceeded(Exception):
+    """A key is over one of its limits; `retry_after` seconds until its window ends."""
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail)
+        self.detail, self.retry_after = detail, retry_after
+
+
+def key_id(key: str) -> str:
+    """How the database names a key: its SHA-256 (hex)."""
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Window lengths in seconds (shorter ones only in tests: `nmt serve --quota-windows`)."""
+
+    minute: float = 60.0
+    day: float = 86400.0
+
+
+class QuotaStore:
+    """The shared database: keys with their limits, usage per key and window. One connection per process and
+    thread (sqlite connections do not cross a fork)."""
+
+    def __init__(self, path: str, windows: Windows = Windows()):
+        self.path = path
+        self.windows = windows
+        self._local = threading.local()
+        self._keys: tuple[int, list[KeyLimits]] = (-1, [])
+
+    # -- connections --
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None or self._local.pid != os.getpid():
+            db = sqlite3.connect(self.path, timeout=WAIT_FOR_LOCK, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db, self._local.pid = db, os.getpid()
+        return db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None and self._local.pid == os.getpid():
+            db.close()
+        self._local.db = None
+
+    def __getstate__(self) -> dict:  # connections never travel to another process
+        return {"path": self.path, "windows": self.windows}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["windows"])
+
+    @classmethod
+    def create(cls, keys: list[KeyLimits], windows: Windows = Windows()) -> QuotaStore:
+        """A new database in a private temporary directory holding `keys` (remove it with `remove`)."""
+        directory = tempfile.mkdtemp(prefix="nmt-quota-")
+        store = cls(os.path.join(directory, DB_NAME), windows)
+        db = store._db()
+        db.executescript(
+            """
+            CREATE TABLE keys (id TEXT PRIMARY KEY, key TEXT NOT NULL, requests_per_minute INTEGER,
+                               characters_per_day INTEGER);
+            CREATE TABLE usage (id TEXT, window TEXT, started REAL NOT NULL, used INTEGER NOT NULL,
+                                PRIMARY KEY (id, window));
+            CREATE TABLE generation (n INTEGER NOT NULL);
+            INSERT INTO generation VALUES (0);
+            """
+        )
+        store.load(keys)
+        store.close()  # the HTTP processes are forked after this: each opens its own connection
+        return store
+
+    def remove(self) -> None:
+        self.close()
+        shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
+
+    # -- keys --
+    def load(self, keys: Iterable[KeyLimits]) -> int:
+        """Replace the keys (at start and on SIGHUP) in one transaction; usage of keys that stay is kept."""
+        rows = [(key_id(k.key), k.key, k.requests_per_minute, k.characters_per_day) for k in keys]
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM keys")
+            db.executemany("INSERT INTO keys VALUES (?, ?, ?, ?)", rows)
+            db.execute("DELETE FROM usage WHERE id NOT IN (SELECT id FROM keys)")
+            db.execute("UPDATE generation SET n = n + 1")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    def keys(self) -> list[KeyLimits]:
+        """The loaded keys, re-read from the database when another process has reloaded them."""
+        db = self._db()
+        generation = db.execute("SELECT n FROM generation").fetchone()[0]
+        if generation != self._keys[0]:
+            rows = db.execute("SELECT key, requests_per_minute, characters_per_day FROM keys").fetchall()
+            self._keys = (generation, [KeyLimits(*row) for row in rows])
+        return self._keys[1]
+
+    def find(self, given: str | bytes | None) -> KeyLimits | None:
+        """The loaded key equal to `given`, compared in constant time with every key (no early exit)."""
+        found = None
+        for candidate in self.keys():
+            if key_matches(given, candidate.key) and found is None:
+                found = candidate
+        return found
+
+    # -- usage --
+    def charge(self, key: KeyLimits, window: str, amount: int, limit: int | None) -> None:
+        """Add `amount` to the key's usage in `window`, or raise QuotaExceeded (and add nothing) when that would
+        go over `limit`. An amount larger than the limit itself can never pass."""
+        if limit is None:
+            return
+        length = self.windows.minute if window == MINUTE else self.windows.day
+        what = "requests per minute" if window == MINUTE else "characters per day"
+        ident = key_id(key.key)
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            now = time.time()
+            row = db.execute("SELECT started, used FROM usage WHERE id = ? AND window = ?", (ident, window)).fetchone()
+            started, used = (now, 0) if row is None or now >= row[0] + length else row
+            if used + amount > limit:
+                db.execute("ROLLBACK")
+                if amount > limit:
+                    raise QuotaExceeded(f"{amount} characters in one request, over this key's {limit} {what}", 0)
+                retry = max(1, math.ceil(started + length - now))
+                raise QuotaExceeded(f"over this key's limit of {limit} {what}; retry after {retry} s", retry)
+            db.execute("INSERT OR REPLACE INTO usage VALUES (?, ?, ?, ?)", (ident, window, started, used + amount))
+            db.execute("COMMIT")
+        except QuotaExceeded:
+            raise
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+
+# ----- the request path --------------------------------------------------------------------------------------------
+
+_current: contextvars.ContextVar[tuple[QuotaStore, KeyLimits] | None] = contextvars.ContextVar(
+    "nmt_quota_key", default=None
+)
+
+
+class UnknownKey(Exception):
+    """A key that is not in the keys file."""
+
+
+async def admit(store: QuotaStore, given: str | bytes, count_request: bool) -> KeyLimits:
+    """The loaded key equal to `given` (UnknownKey otherwise), charged one request per minute when
+    `count_request` (QuotaExceeded over the limit); it is then the current request's key for `charge_characters`."""
+    key = await to_thread.run_sync(store.find, given)
+    if key is None:
+        raise UnknownKey()
+    if count_request:
+        await to_thread.run_sync(store.charge, key, MINUTE, 1, key.requests_per_minute)
+    _current.set((store, key))
+    return key
+
+
+async def charge_characters(characters: int) -> None:
+    """Charge the current request's key for `characters` characters of its day (no-op without `--keys` or a
+    limit). Raises QuotaExceeded."""
+    current = _current.get()
+    if current is not None and current[1].characters_per_day is not None:
+        store, key = current
+        await to_thread.run_sync(store.charge, key, DAY, characters, key.characters_per_day)
+
+
+def charging_characters(submit: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+    """`submit` (serve.litserve_glue) that first charges the sentences of the work to the request's key: every
+    route's texts, split and validated, pass here once before they are queued."""
+
+    async def charged(work: Any) -> Any:
+        await charge_characters(sum(len(sentence) for sentence in work.sentences))
+        return await submit(work)
+
+    return charged
+
+
+async def _send_error(send: Send, path: str, status: int, detail: str, headers: list | None = None) -> None:
+    body = json.dumps(error_body(path, detail)).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+class KeysMiddleware:
+    """With `--keys`, on the native routes: 401 without an X-API-Key header, 403 for an unknown key, 429 over the
+    key's requests per minute (POST requests count); decided before the body is read. The LibreTranslate routes
+    read their `api_key` parameter (serve.libretranslate, with `admit`); `open_paths` need no key."""
+
+    def __init__(self, app: ASGIApp, store: QuotaStore, open_paths: Iterable[str]):
+        self.app = app
+        self.store = store
+        self.open_paths = frozenset(open_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.open_paths:
+            return await self.app(scope, receive, send)
+        given = _header(scope, b"x-api-key")
+        if given is None:
+            return await _send_error(send, path, 401, "an API key is required (send it in the X-API-Key header)")
+        try:
+            await admit(self.store, given, count_request=scope["method"] == "POST")
+        except UnknownKey:
+            return await _send_error(send, path, 403, "unknown API key")
+        except QuotaExceeded as e:
+            return await _send_error(send, path, 429, e.detail, [(b"retry-after", str(e.retry_after).encode())])
+        await self.app(scope, receive, send)
+
+
+async def quota_exceeded_handler(request: Request, exc: QuotaExceeded) -> JSONResponse:
+    """429 with Retry-After; 413 for a request that no window could ever admit (larger than the limit itself)."""
+    body = error_body(request.url.path, exc.detail)
+    if exc.retry_after <= 0:
+        return JSONResponse(body, status_code=413)
+    return JSONResponse(body, status_code=429, headers={"Retry-After": str(exc.retry_after)})
+
+
+# ----- set-up in the main process -------------------------------------------------------------------------------
+
+
+def keys_middleware(keys: list[KeyLimits], windows: Windows, open_paths: Iterable[str]) -> tuple[QuotaStore, tuple]:
+    """The shared store holding `keys`, and the middleware entry (class, kwargs) that checks them on the native
+    routes (`open_paths` need no key)."""
+    store = QuotaStore.create(keys, windows)
+    return store, (KeysMiddleware, {"store": store, "open_paths": frozenset(open_paths)})
+
+
+def reload_on_sighup(store: QuotaStore, path: str) -> None:
+    """SIGHUP re-reads the keys file into the store; a file with a mistake is logged and the old keys stay."""
+    main_pid = os.getpid()
+
+    def reload(signum: int, frame: object) -> None:
+        if os.getpid() != main_pid:  # a forked HTTP process: the main process reloads for everyone
+            return
+        try:
+            count = store.load(read_keys_file(path))
+        except KeysFileError as e:
+            logger.error("keys not reloaded, the previous keys stay in force: %s", e)
+            return
+        logger.info("keys reloaded from %s: %d key(s)", path, count)
+
+    signal.signal(signal.SIGHUP, reload)

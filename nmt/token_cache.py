@@ -7,7 +7,9 @@ processes that ask for the same entry at the same time (torchrun, two runs) take
 the others wait and read. Entries built from the same source whose data has changed since are removed, and only
 the `MAX_ENTRIES` most recently used entries are kept.
 
-The root is `$NMT_CACHE_DIR/tokenized`, else `$XDG_CACHE_HOME/nmt/tokenized` (`~/.cache/nmt/tokenized`).
+SentencePiece models are cached the same way (`sentencepiece/`, keyed by the data fingerprint and the tokenizer
+settings; SentencePiece training is deterministic), so a second run into another run directory neither retrains
+them nor tokenizes. The root is `$NMT_CACHE_DIR`, else `$XDG_CACHE_HOME/nmt` (`~/.cache/nmt`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from typing import Protocol
 
 import numpy as np
 
+from nmt.config import TokenizerConfig
 from nmt.data import TokenizedCorpus
 from nmt.errors import NMTError
-from nmt.files import atomic_write_json
+from nmt.files import atomic_write_bytes, atomic_write_json
+from nmt.tokenizer import Tokenizer, train_sentencepiece
 
 FORMAT = 1
 MAX_ENTRIES = 4
+MAX_TOKENIZERS = 16
 ENCODE_BATCH = 10_000  # sentences encoded per call
 META_FILE = "meta.json"
 
@@ -41,12 +46,12 @@ class Encoder(Protocol):
     def encode(self, texts: list[str]) -> list[list[int]]: ...
 
 
-def cache_root() -> Path:
+def cache_root(kind: str = "tokenized") -> Path:
     explicit = os.environ.get("NMT_CACHE_DIR")
     if explicit:
-        return Path(explicit).expanduser() / "tokenized"
+        return Path(explicit).expanduser() / kind
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "nmt" / "tokenized"
+    return Path(base) / "nmt" / kind
 
 
 def cache_key(data_fingerprint: str, src_model: bytes, tgt_model: bytes) -> str:
@@ -65,7 +70,7 @@ def _encode_side(ds, column: str, tok: Encoder, dtype: np.dtype, path: Path) -> 
     """Stream one column's ids to a raw file (never the whole corpus in memory); returns the lengths."""
     lengths: list[np.ndarray] = []
     with open(path, "wb") as f:
-        for batch in ds.iter(batch_size=ENCODE_BATCH):
+        for batch in ds.select_columns([column]).iter(batch_size=ENCODE_BATCH):
             ids = tok.encode(batch[column])
             n = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
             flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(n.sum()))
@@ -89,16 +94,23 @@ def tokenize(ds, src_tok: Encoder, tgt_tok: Encoder, directory: Path, vocab_size
 
 
 def open_entry(directory: Path) -> TokenizedCorpus:
-    """A cache entry's arrays: ids memory-mapped (paged in by the OS as batches touch them), offsets in memory."""
-    meta = json.loads((directory / META_FILE).read_text())
-    sides = []
-    for side in ("src", "tgt"):
-        offsets = np.load(directory / f"{side}_offsets.npy")
-        if offsets[-1] == 0:  # np.memmap cannot map an empty file
-            ids = np.zeros(0, dtype=meta["dtype"])
-        else:
-            ids = np.memmap(directory / f"{side}_ids.bin", dtype=meta["dtype"], mode="r", shape=(int(offsets[-1]),))
-        sides += [ids, offsets]
+    """A cache entry's arrays: ids memory-mapped (paged in by the OS as batches touch them), offsets in memory.
+    Raises ValueError when the entry is damaged (files missing, truncated or inconsistent)."""
+    try:
+        meta = json.loads((directory / META_FILE).read_text())
+        dtype = np.dtype(meta["dtype"])
+        sides = []
+        for side in ("src", "tgt"):
+            offsets = np.load(directory / f"{side}_offsets.npy")
+            ids_path = directory / f"{side}_ids.bin"
+            n = int(offsets[-1])
+            if len(offsets) != meta["pairs"] + 1 or ids_path.stat().st_size != n * dtype.itemsize:
+                raise ValueError(f"{ids_path.name} does not match its offsets")
+            # np.memmap cannot map an empty file
+            ids = np.memmap(ids_path, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype=dtype)
+            sides += [ids, offsets]
+    except (OSError, KeyError, TypeError, IndexError, ValueError) as e:
+        raise ValueError(f"damaged tokenization cache entry {directory}: {e}") from None
     return TokenizedCorpus(*sides)
 
 
@@ -163,8 +175,13 @@ def cached_tokenize(
     entry = root / key
     with _locked(root / f"{key}.lock"):
         if (entry / META_FILE).is_file():
-            os.utime(entry / META_FILE)  # most recently used
-            return open_entry(entry), True
+            try:
+                corpus = open_entry(entry)
+                os.utime(entry / META_FILE)  # most recently used
+                return corpus, True
+            except ValueError as e:  # rebuilt below
+                if log:
+                    log(str(e))
         if log:
             log(f"tokenizing {source} ({len(ds):,} pairs) into the cache {entry}")
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
@@ -181,3 +198,29 @@ def cached_tokenize(
             raise
     _evict(root, entry, source, data_fingerprint)
     return open_entry(entry), False
+
+
+def sentences(ds, columns: tuple[str, ...]) -> Iterator[str]:
+    for batch in ds.iter(batch_size=1000):
+        for column in columns:
+            yield from batch[column]
+
+
+def cached_sentencepiece(ds, columns: tuple[str, ...], path: Path, config: TokenizerConfig) -> Tokenizer:
+    """The SentencePiece model trained on `columns` of `ds` with `config`, written to `path`: copied from the cache
+    when this data and these settings were seen before, else trained and cached."""
+    root = cache_root("sentencepiece")
+    settings = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    key = hashlib.sha256(f"v{FORMAT}\0{ds._fingerprint}\0{','.join(columns)}\0{settings}".encode()).hexdigest()[:32]
+    cached = root / f"{key}.model"
+    if cached.is_file():
+        atomic_write_bytes(path, cached.read_bytes())
+        os.utime(cached)
+        return Tokenizer.load(path)
+    tokenizer = train_sentencepiece(sentences(ds, columns), path, config)
+    with contextlib.suppress(OSError, NMTError):  # a cache that cannot be written only costs time
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(cached, path.read_bytes())
+        for old in sorted(root.glob("*.model"), key=lambda p: p.stat().st_mtime, reverse=True)[MAX_TOKENIZERS:]:
+            old.unlink(missing_ok=True)
+    return tokenizer

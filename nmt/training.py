@@ -6,7 +6,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,8 @@ from nmt.loss import sequence_loss
 from nmt.model import Seq2Seq, count_parameters
 from nmt.prediction import Translator, resolve_device
 from nmt.reporting import Reporter
-from nmt.token_cache import cached_tokenize
-from nmt.tokenizer import Tokenizer, train_sentencepiece
+from nmt.token_cache import cached_sentencepiece, cached_tokenize
+from nmt.tokenizer import Tokenizer
 
 # Keys that may differ between a run directory's config and the config given to `--resume`.
 RESUMABLE_KEYS = {
@@ -69,6 +69,15 @@ class TrainState:
     finished: bool = False
     stop_reason: str = ""
     metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    def restart(self) -> None:
+        """Clear a budget stop: a run that ran out of budget may continue under a larger one."""
+        self.finished, self.stop_reason = False, ""
+
+    def next_batch(self, batches: list[np.ndarray]) -> np.ndarray:
+        """The epoch's next batch; the position advances (a resumed run starts after the saved position)."""
+        self.batch_in_epoch += 1
+        return batches[self.batch_in_epoch - 1]
 
     def step_done(self, tokens: int, nll: float | None, elapsed: float) -> None:
         """An optimizer step on a batch of `tokens` target tokens (`nll` None: skipped, not finite)."""
@@ -115,9 +124,18 @@ class TrainState:
         self.epoch += 1
         self.batch_in_epoch = 0
 
-    def early_stop(self, config: Config) -> bool:
+    def check_early_stop(self, config: Config) -> None:
         patience = config.train.early_stopping_patience
-        return bool(patience and self.stale >= patience)
+        if patience and self.stale >= patience:
+            self.stop_reason = f"early stopping: no BLEU gain in {patience} validations"
+
+    def check_budget(self, config: Config) -> bool:
+        """Stop when the epochs, steps or minutes are spent; True when stopped."""
+        self.stop_reason = self.stop_reason or out_of_budget(config, self)
+        return bool(self.stop_reason)
+
+    def finish(self, elapsed: float) -> None:
+        self.finished, self.elapsed = True, elapsed
 
 
 @dataclass
@@ -170,23 +188,19 @@ def prepare_run_dir(run_dir: Path, config: Config, resume: bool) -> None:
     atomic_write_text(run_dir / CONFIG_FILE, dump_config(config))
 
 
-def _sentences(ds, columns: tuple[str, ...]) -> Iterator[str]:
-    for batch in ds.iter(batch_size=1000):
-        for column in columns:
-            yield from batch[column]
-
-
 def _tokenizers(run_dir: Path, config: Config, train_ds) -> tuple[Tokenizer, Tokenizer]:
+    """The run's SentencePiece model(s): the run directory's, else from the cache, else trained."""
     src_path, tgt_path = tokenizer_files(run_dir, config)
+
+    def get(path: Path, columns: tuple[str, ...]) -> Tokenizer:
+        if path.is_file():
+            return Tokenizer.load(path)
+        return cached_sentencepiece(train_ds, columns, path, config.tokenizer)
+
     if config.tokenizer.joint:
-        tok = Tokenizer.load(src_path) if src_path.is_file() else None
-        tok = tok or train_sentencepiece(_sentences(train_ds, ("src", "tgt")), src_path, config.tokenizer)
+        tok = get(src_path, ("src", "tgt"))
         return tok, tok
-    src = Tokenizer.load(src_path) if src_path.is_file() else None
-    src = src or train_sentencepiece(_sentences(train_ds, ("src",)), src_path, config.tokenizer)
-    tgt = Tokenizer.load(tgt_path) if tgt_path.is_file() else None
-    tgt = tgt or train_sentencepiece(_sentences(train_ds, ("tgt",)), tgt_path, config.tokenizer)
-    return src, tgt
+    return get(src_path, ("src",)), get(tgt_path, ("tgt",))
 
 
 def load_run_data(run_dir: Path, config: Config, log: Callable[[str], None] | None = None) -> RunData:
@@ -443,7 +457,7 @@ def fit(run: Run, state: TrainState) -> TrainState:
     if state.finished and state.stop_reason.startswith("early stopping"):
         log(f"run already finished ({state.stop_reason})")
         return state
-    state.finished, state.stop_reason = False, ""  # a budget-limited run may continue under a larger budget
+    state.restart()
     run.start_clock(state.elapsed)
     run.model.train()
     batches = run.epoch_batches(state.epoch)
@@ -452,17 +466,14 @@ def fit(run: Run, state: TrainState) -> TrainState:
             state.epoch_done()
             if not cfg.valid_every_steps:
                 run.validate(state, len(batches))
-            if state.early_stop(run.config):
-                state.stop_reason = f"early stopping: no BLEU gain in {cfg.early_stopping_patience} validations"
+                state.check_early_stop(run.config)
             run.save(state)
             if not (state.stop_reason or out_of_budget(run.config, state)):
                 batches = run.epoch_batches(state.epoch)
             continue
-        state.stop_reason = out_of_budget(run.config, state)
-        if state.stop_reason:
+        if state.check_budget(run.config):
             break
-        indices = batches[state.batch_in_epoch]
-        state.batch_in_epoch += 1
+        indices = state.next_batch(batches)
         if len(indices) < run.dist.world:  # too small to give every process a sentence
             continue
         lr = run.learning_rate(state, len(batches))
@@ -481,15 +492,13 @@ def fit(run: Run, state: TrainState) -> TrainState:
             run.reporter.train_line(row)
         if cfg.valid_every_steps and state.step % cfg.valid_every_steps == 0:
             run.validate(state, len(batches))
-            if state.early_stop(run.config):
-                state.stop_reason = f"early stopping: no BLEU gain in {cfg.early_stopping_patience} validations"
+            state.check_early_stop(run.config)
             run.save(state)
         elif state.step % cfg.checkpoint_every_steps == 0:
             run.checkpoint(state)
     if state.step not in {m["step"] for m in state.metrics if m["type"] == "valid"}:
         run.validate(state, len(batches))
-    state.finished = True
-    state.elapsed = run.dist.broadcast(run.elapsed())
+    state.finish(run.dist.broadcast(run.elapsed()))
     run.save(state)
     log(f"training finished: {state.stop_reason}; best validation BLEU {state.best_bleu:.2f} at step {state.best_step}")
     return state

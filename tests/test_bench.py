@@ -93,3 +93,24 @@ def test_bench_serve_without_server_is_a_clean_error():
     result = run_nmt("bench", "serve", "--url", f"http://127.0.0.1:{free_port()}", "--requests", "1", check=False)
     assert result.returncode == 2 and "cannot reach the server" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bench_data_reports_the_pipeline_and_reuses_the_caches(tmp_path):
+    from tests.synthetic import write_reversal_task
+
+    data = write_reversal_task(tmp_path / "data", train=300)
+    out = tmp_path / "data.json"
+    run_nmt(
+        "bench", "data", "--config", data / "reversal.yaml", "--set", f"data.path={data}",
+        "--pairs", "1000", "--epochs", "2", "--threads", "1", "--work-dir", tmp_path / "work", "--json", out,
+    )  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["pairs"] == 1000 and report["pairs_within_length_limits"] == 1000
+    first, second, resume = (report["phases"][k] for k in ("first_start", "second_run", "resume"))
+    assert first["tokenize"]["seconds"] > 0 and first["sentencepiece"]["seconds"] > 0
+    assert first["batches"]["per_epoch"] > 1 and first["batches"]["seconds"] >= 0
+    assert second["sentencepiece"]["seconds"] == 0 and second["tokenize"]["seconds"] < first["tokenize"]["seconds"]
+    assert resume["tokenize"]["seconds"] < first["tokenize"]["seconds"]
+    for phase in (first, second, resume):
+        assert phase["seconds_to_first_step"] > 0 and phase["peak_rss_mib"] >= phase["read_text"]["peak_rss_mib"] > 0
+    assert len((tmp_path / "work" / "data" / "train.src").read_text().splitlines()) == 1000

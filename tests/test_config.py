@@ -19,6 +19,12 @@ def test_shipped_configs_validate():
         assert isinstance(load_config(path), Config)
 
 
+def test_shipped_configs_are_budgeted_in_epochs_or_steps():
+    """A shipped config's result must not depend on the machine's speed: no wall-clock budget."""
+    for path in sorted(Path("configs").glob("*.yaml")):
+        assert load_config(path).train.max_minutes is None, f"{path} stops on train.max_minutes"
+
+
 def test_default_config_is_the_context_vector_lstm():
     config = load_config("configs/multi30k_de_en.yaml")
     assert config.model.attention == "none" and config.model.cell == "lstm"

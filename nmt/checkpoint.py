@@ -31,6 +31,8 @@ def save_snapshot(run_dir: Path, model: torch.nn.Module, step: int, keep: int) -
     """Write the weights at `step` to `checkpoints/step_NNNNNNNN.pt` and delete all but the newest `keep`."""
     directory = Path(run_dir) / SNAPSHOT_DIR
     directory.mkdir(exist_ok=True)
+    for stale in directory.glob(".*.tmp"):  # left by a crash in the middle of an earlier snapshot's write
+        stale.unlink(missing_ok=True)
     atomic_torch_save(directory / f"step_{step:08d}.pt", {**weights_payload(model), "step": step})
     for _, path in snapshots(run_dir)[:-keep]:
         path.unlink(missing_ok=True)

@@ -54,6 +54,8 @@ def test_average_refuses_checkpoints_that_do_not_match():
 
 def test_snapshots_are_bounded_on_disk(tmp_path):
     m = tiny_model(0)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".step_00000005.pt.abc.tmp").write_bytes(b"torn write of a crashed run")
     for step in (10, 20, 30, 40, 50):
         save_snapshot(tmp_path, m, step, keep=3)
     assert [step for step, _ in snapshots(tmp_path)] == [30, 40, 50]

@@ -10,6 +10,7 @@ else anywhere). Everything between sentences (spaces, tabs, line breaks, blank l
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from functools import cache
 
@@ -18,6 +19,9 @@ from pysbd.languages import LANGUAGE_CODES
 
 LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 CLAUSE_BREAK = re.compile(r"[;:,\u2013\u2014)\]]\s+")  # a break after one of these is the most natural in a clause
+
+
+_PYSBD = threading.Lock()  # a pysbd Segmenter keeps state between calls: two threads using one can lose sentences
 
 
 @cache
@@ -62,7 +66,9 @@ def _split_long(sentence: str, limit: int) -> list[str]:
 def _line_sentences(line: str, lang: str) -> list[str]:
     """The sentences of one line, each stripped, in order (pysbd keeps them as substrings with clean=False)."""
     found, position = [], 0
-    for segment in _segmenter(lang).segment(line):
+    with _PYSBD:  # the HTTP process splits in a thread pool (serve.service)
+        segments = _segmenter(lang).segment(line)
+    for segment in segments:
         sentence = segment.strip()
         at = line.find(sentence, position) if sentence else -1
         if at < 0:  # not a substring: keep the rest of the line as one sentence rather than lose text

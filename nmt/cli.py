@@ -130,10 +130,7 @@ def _translator(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    translator = Translator.from_run_dirs(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
-    if args.length_penalty is not None:
-        translator.config.decode.length_penalty = args.length_penalty
-    return translator
+    return Translator.from_run_dirs(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
 
 
 def _input_chunks(stream: IO[bytes], size: int, name: str) -> Iterator[list[str]]:
@@ -166,7 +163,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     try:
         index = 0
         for chunk in _input_chunks(source, max(batch * 8, 256), args.input or "stdin"):
-            results = translator.translate(chunk, args.beam_size, args.n_best, args.max_length, batch)
+            results = translator.translate(
+                chunk, args.beam_size, args.n_best, args.max_length, batch, length_penalty=args.length_penalty
+            )
             for hyps in results:
                 if args.n_best == 1:
                     out.write(hyps[0].text + "\n")
@@ -208,7 +207,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     beam = args.beam_size or translator.config.decode.beam_size
     start = time.perf_counter()
     with tqdm(total=len(sources), desc="translating", unit="sent", file=sys.stderr, mininterval=1.0) as bar:
-        results = translator.translate(sources, beam, batch_size=args.batch_size, progress=bar.update)
+        results = translator.translate(
+            sources, beam, batch_size=args.batch_size, progress=bar.update, length_penalty=args.length_penalty
+        )
     seconds = time.perf_counter() - start
     hypotheses = [r[0].text for r in results]
     scores = corpus_scores(hypotheses, references, lowercase=args.lowercase)
@@ -224,7 +225,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "data": name,
             "beam_size": beam,
             "dtype": translator.dtype,
-            "length_penalty": translator.config.decode.length_penalty,
+            "length_penalty": (
+                translator.config.decode.length_penalty if args.length_penalty is None else args.length_penalty
+            ),
             "sentences": len(sources),
             "seconds": round(seconds, 2),
             **{k: {"score": v["score"], "signature": v["signature"]} for k, v in scores.items()},

@@ -103,10 +103,13 @@ class Translator:
         max_length: int | None = None,
         batch_size: int | None = None,
         progress: Callable[[int], object] | None = None,
+        length_penalty: float | None = None,
     ) -> list[list[Translation]]:
-        """n-best translations per input text, best first. Blank inputs give one empty translation."""
+        """n-best translations per input text, best first. Blank inputs give one empty translation. Options left
+        None take the model config's `decode` value."""
         decode = self.config.decode
         beam_size = beam_size or decode.beam_size
+        alpha = decode.length_penalty if length_penalty is None else length_penalty
         batch_size = batch_size or decode.sentences_per_batch(beam_size)
         results: list[list[Translation]] = [[Translation("", 0.0)] for _ in texts]
         candidates = [i for i, t in enumerate(texts) if t.strip()]
@@ -130,9 +133,9 @@ class Translator:
                 if max_length is not None:
                     limits = limits.clamp(max=max_length + 1)
                 if beam_size == 1:
-                    hyps = greedy_search(self.model, src, lengths, limits, decode.length_penalty)
+                    hyps = greedy_search(self.model, src, lengths, limits, alpha)
                 else:
-                    hyps = beam_search(self.model, src, lengths, limits, beam_size, n_best, decode.length_penalty)
+                    hyps = beam_search(self.model, src, lengths, limits, beam_size, n_best, alpha)
                 for j, sentence_hyps in zip(chunk, hyps, strict=True):
                     texts_out = self.tgt_tokenizer.decode([h.tokens for h in sentence_hyps])
                     results[todo[j]] = [Translation(t, h.score) for t, h in zip(texts_out, sentence_hyps, strict=True)]

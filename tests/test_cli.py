@@ -58,6 +58,19 @@ def test_translate_files_and_n_best(reversal_run, tmp_path):
     assert float(rows[0][2]) >= float(rows[1][2])
 
 
+def test_length_penalty_option_reaches_the_search(reversal_run):
+    """--length-penalty is passed to the search (the loaded config is not edited): alpha 2 divides the negative
+    log-probability by ((5 + length) / 6) ** 2 > 1, so the score rises above alpha 0's."""
+    _, run_dir = reversal_run
+    src, _ = reversal_pairs(1, seed=5)
+
+    def score(alpha: str) -> float:
+        proc = run_nmt("translate", "--model", run_dir, "--n-best", "2", "--length-penalty", alpha, input=src[0] + "\n")
+        return float(proc.stdout.splitlines()[0].split(" ||| ")[2])
+
+    assert score("2") > score("0")
+
+
 def test_greedy_and_beam_translation_are_deterministic(reversal_run):
     _, run_dir = reversal_run
     src, _ = reversal_pairs(20, seed=4)

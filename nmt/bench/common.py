@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from nmt.cli_types import positive_int, positive_seconds  # noqa: F401 (the benchmarks' argument types)
+from nmt.config import DataConfig
 from nmt.errors import NMTError
 from nmt.machine import cpu_model, machine_info  # noqa: F401 (re-exported for the benchmarks)
+from serve.app import API_KEY_ENV  # noqa: F401 (the benchmarks send the server's key)
 
-API_KEY_ENV = "NMT_API_KEY"
-DEFAULT_TEST_SPLIT = "test_2016_flickr"  # Multi30k test set, read from NMT_DATA_DIR
+DEFAULT_TEST_SPLIT = DataConfig.model_fields["test_split"].default  # the test split's file name in NMT_DATA_DIR
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

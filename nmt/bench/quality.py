@@ -32,8 +32,6 @@ def score_splits(run_dir: Path, beam_size: int | None, length_penalty: float | N
     from nmt.prediction import Translator
 
     translator = Translator.from_run_dir(run_dir)
-    if length_penalty is not None:
-        translator.config.decode.length_penalty = length_penalty
     data = translator.config.data
     beam = beam_size or translator.config.decode.beam_size
     rows = []
@@ -42,7 +40,7 @@ def score_splits(run_dir: Path, beam_size: int | None, length_penalty: float | N
         sources, references = list(ds["src"]), list(ds["tgt"])
         for size in dict.fromkeys((beam, 1)):
             start = time.perf_counter()
-            hypotheses = [r[0].text for r in translator.translate(sources, size)]
+            hypotheses = [r[0].text for r in translator.translate(sources, size, length_penalty=length_penalty)]
             seconds = time.perf_counter() - start
             scores = corpus_scores(hypotheses, references)
             rows.append(

@@ -95,6 +95,7 @@ def test_bench_serve_without_server_is_a_clean_error():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_bench_data_reports_the_pipeline_and_reuses_the_caches(tmp_path):
     from tests.synthetic import write_reversal_task
 

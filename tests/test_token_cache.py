@@ -97,6 +97,7 @@ def cache_files(*roots):
     return sorted(str(p) for root in roots if root.exists() for p in root.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_the_tokenized_corpus(tmp_path):
     """Two `nmt train` runs on the same data: the second tokenizes nothing and leaves no new cache file."""
     data = write_reversal_task(tmp_path / "data", train=300)

@@ -68,12 +68,15 @@ def plot_bleu_against_time(curve: list[dict[str, Any]], path: Path, title: str) 
 
 
 def plot_learning_curves(
-    runs: dict[str, list[dict[str, Any]]], path: Path, title: str, reference: dict[str, tuple[int, float]] | None = None
+    runs: dict[str, list[dict[str, Any]]],
+    path: Path,
+    title: str,
+    reference: dict[str, list[tuple[int, float]]] | None = None,
 ) -> None:
     """Several runs' training perplexity and validation perplexity against the step, one line per run.
 
-    `runs` maps a label to its metrics rows (metrics.jsonl); `reference` maps a label to one (step, training
-    perplexity) point drawn as a star (a figure measured elsewhere, e.g. another toolkit's)."""
+    `runs` maps a label to its metrics rows (metrics.jsonl); `reference` maps a label to (step, training perplexity)
+    points drawn as stars (figures measured elsewhere, e.g. another toolkit's log)."""
     import math
 
     plt = pyplot()
@@ -84,8 +87,9 @@ def plot_learning_curves(
         line = ax_train.plot([m["step"] for m in train], [math.exp(m["train_loss"]) for m in train], label=label)
         color = line[0].get_color()
         ax_valid.plot([m["step"] for m in valid], [m["valid_ppl"] for m in valid], "o-", color=color, label=label)
-    for label, (step, ppl) in (reference or {}).items():
-        ax_train.plot([step], [ppl], "*", markersize=14, color="black", label=label)
+    for (label, points), marker in zip((reference or {}).items(), "*Pd^", strict=False):
+        steps, ppls = zip(*points, strict=True)
+        ax_train.plot(steps, ppls, marker, markersize=12, color="black", linestyle="none", label=label)
     ax_train.set(xlabel="step", ylabel="training perplexity (no smoothing, dropout on)", title=f"{title}: training")
     ax_valid.set(xlabel="step", ylabel="validation perplexity", title=f"{title}: validation")
     for ax in (ax_train, ax_valid):

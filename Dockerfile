@@ -16,7 +16,7 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 
 WORKDIR /app
-COPY pyproject.toml ./
+COPY pyproject.toml README.md ./
 COPY nmt ./nmt
 COPY serve ./serve
 RUN pip install . \

@@ -80,13 +80,7 @@ LT_OPTIONS = ["--threads", "1", "--batch-timeout", "0.05", "--log-level", "debug
 def _start_server(models, log_path, *options, **kwargs):
     from server_process import ServerProcess  # it imports this module
 
-    server = ServerProcess(models, log_path, *options, **kwargs)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    return ServerProcess.ready(models, log_path, *options, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -68,8 +68,34 @@ class ServerProcess:
             )
         self.pgid = self.proc.pid  # start_new_session: the server leads its own process group
 
+    @classmethod
+    def ready(cls, model, log_path: Path, *options: str, headers: dict | None = None, **kwargs) -> ServerProcess:
+        """A started server whose /health answered 200 (probed with `headers` when given); killed if it never does."""
+        server = cls(model, log_path, *options, **kwargs)
+        if headers is not None:
+            server.headers = headers
+        try:
+            server.wait_ready()
+        except BaseException:
+            server.kill()
+            raise
+        return server
+
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the LitServe inference workers: the server's children started with multiprocessing's spawn."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == self.proc.pid and b"spawn_main" in cmdline:
+                found.append(int(stat.parent.name))
+        return found
 
     def wait_ready(self, timeout: float = 90) -> None:
         """Poll /health until 200; fail with the server's log when it exits or takes too long."""

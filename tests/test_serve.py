@@ -60,13 +60,7 @@ def cli(tiny_run, sentences, tmp_path_factory) -> dict:
 
 
 def _start(tiny_run: Path, log_path: Path, *options: str, **kwargs) -> ServerProcess:
-    server = ServerProcess(tiny_run, log_path, *options, **kwargs)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    return ServerProcess.ready(tiny_run, log_path, *options, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -398,31 +392,18 @@ def test_docker_healthcheck_sends_the_key(keyed_server, server):
 # ----- lifecycle -------------------------------------------------------------------------------------------------
 
 
-def _inference_worker(pid: int) -> int:
-    """The pid of the LitServe inference worker: the child of `pid` started with multiprocessing's spawn."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid and b"spawn_main" in cmdline:
-            return int(stat.parent.name)
-    raise AssertionError("no inference worker found")
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_worker_restart_then_sigterm_leaves_nothing_behind(tiny_run, tmp_path, sentences):
     proc = _start(tiny_run, tmp_path / "server.log", "--threads", "1")
     try:
-        worker = _inference_worker(proc.proc.pid)
+        worker = proc.worker_pids()[0]
         os.kill(worker, signal.SIGKILL)
         seen, deadline = [], time.monotonic() + 60
         while time.monotonic() < deadline and not (503 in seen and seen[-1] == 200):
             seen.append(proc.get("/health").status_code)
             time.sleep(0.1)
         assert 503 in seen and seen[-1] == 200, "the killed worker was not restarted (503 then 200)"
-        assert _inference_worker(proc.proc.pid) != worker
+        assert proc.worker_pids()[0] != worker
         assert proc.post({"text": sentences[0]}).status_code == 200
 
         proc.proc.send_signal(signal.SIGTERM)

@@ -46,27 +46,7 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 
 def _start(model: Path, log: Path, *options: str, **kwargs) -> ServerProcess:
-    server = ServerProcess(model, log, *FAST, *options, **kwargs)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.kill()
-        raise
-    return server
-
-
-def _worker_pids(pid: int) -> list[int]:
-    """The inference workers of the server `pid`: its children started by multiprocessing's spawn."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid and b"spawn_main" in cmdline:
-            found.append(int(stat.parent.name))
-    return found
+    return ServerProcess.ready(model, log, *FAST, *options, **kwargs)
 
 
 # ----- metrics -------------------------------------------------------------------------------------------------
@@ -109,12 +89,12 @@ def test_metrics_count_a_known_workload_exactly(tiny_run, tmp_path):
         assert value(samples, "nmt_model_load_seconds", pair="de-en") > 0
         assert value(samples, "nmt_batch_requests_bucket", le="+Inf") == value(samples, "nmt_batch_requests_count")
 
-        workers = _worker_pids(server.proc.pid)
+        workers = server.worker_pids()
         assert len(workers) == 2
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            now = _worker_pids(server.proc.pid)
+            now = server.worker_pids()
             if len(now) == 2 and workers[0] not in now:  # restarted (setup runs before /health is 200 again)
                 break
             time.sleep(0.2)
@@ -132,7 +112,7 @@ def test_metrics_directory_is_removed_at_exit(tiny_run, tmp_path):
     """PROMETHEUS_MULTIPROC_DIR is a fresh temporary directory of the server's, gone after SIGINT."""
     server = _start(tiny_run, tmp_path / "server.log")
     try:
-        worker = _worker_pids(server.proc.pid)[0]  # started after the variable was set (the main's /proc is older)
+        worker = server.worker_pids()[0]  # started after the variable was set (the main's /proc is older)
         environ = (Path("/proc") / str(worker) / "environ").read_bytes().split(b"\0")
         directory = next(e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
         assert Path(directory).is_dir() and any(Path(directory).glob("*.db"))

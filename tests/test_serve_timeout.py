@@ -59,20 +59,6 @@ def _post_in_background(server: ServerProcess, body: dict) -> tuple[threading.Th
     return thread, result
 
 
-def _inference_workers(pid: int) -> list[int]:
-    """Pids of the LitServe inference workers: children of `pid` started with multiprocessing's spawn."""
-    workers = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid and b"spawn_main" in cmdline:
-            workers.append(int(stat.parent.name))
-    return workers
-
-
 def _assert_timed_out(result: dict) -> None:
     assert result["status"] == 504, result
     assert f"time limit of {TIMEOUT:g} s" in result["body"]["detail"]
@@ -99,7 +85,7 @@ def test_slow_request_is_504_at_the_limit_while_others_are_served(server):
 def test_request_of_a_dead_worker_is_504_not_a_hang(server):
     """LitServe marks such a request failed only in the main process: the HTTP process used to wait for ever."""
     thread, slow = _post_in_background(server, SLOW)
-    for pid in _inference_workers(server.proc.pid):
+    for pid in server.worker_pids():
         os.kill(pid, signal.SIGKILL)
     thread.join()
     _assert_timed_out(slow)

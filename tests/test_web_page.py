@@ -49,14 +49,8 @@ def browser():
 
 
 def _server(model: Path, log: Path, *options: str, key: str | None = None) -> ServerProcess:
-    server = ServerProcess(model, log, "--threads", "1", "--batch-timeout", "0.002", *options)
-    server.headers = {"X-API-Key": key} if key else {}  # for the health probe
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    headers = {"X-API-Key": key} if key else {}  # for the health probe
+    return ServerProcess.ready(model, log, "--threads", "1", "--batch-timeout", "0.002", *options, headers=headers)
 
 
 @pytest.fixture(scope="module")

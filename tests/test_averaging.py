@@ -82,6 +82,7 @@ def run_with_snapshots(tiny_run, tmp_path):
     return run, base
 
 
+@pytest.mark.slow
 def test_averaged_bundle_holds_the_mean_and_translates(run_with_snapshots, tmp_path):
     run, base = run_with_snapshots
     out = average_run(run, 3, tmp_path / "avg")
@@ -94,6 +95,7 @@ def test_averaged_bundle_holds_the_mean_and_translates(run_with_snapshots, tmp_p
     assert averaged[0][0].text == original[0][0].text and averaged[0][0].text
 
 
+@pytest.mark.slow
 def test_cli_average_last_two_and_errors(run_with_snapshots, tmp_path):
     run, _ = run_with_snapshots
     proc = run_nmt("average", "--model", run, "--last", "2")

@@ -84,6 +84,7 @@ def test_ensemble_greedy_follows_the_averaged_distribution():
                 assert int(mean.argmax()) == expected
 
 
+@pytest.mark.slow
 def test_cli_ensemble_of_the_same_model_translates_like_it(tiny_run):
     text = "Ein Mann fährt Fahrrad.\nZwei Hunde spielen im Schnee.\n"
     single = run_nmt("translate", "--model", tiny_run, input=text).stdout
@@ -91,6 +92,7 @@ def test_cli_ensemble_of_the_same_model_translates_like_it(tiny_run):
     assert double == single and len(single.splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_cli_ensemble_refuses_models_with_different_vocabularies(tiny_run, tmp_path, data_dir):
     from nmt.tokenizer import train_sentencepiece
 

@@ -25,6 +25,8 @@ from server_process import ServerProcess, raw_request
 from serve.cache import TranslationCache, translate_with_cache
 from serve.keys import KeysFileError, parse_keys
 
+pytestmark = pytest.mark.slow  # metrics, quotas and the cache against running `nmt serve` processes
+
 A, B, C, D = "Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Ein Kind lacht.", "Eine Frau mit Hut."
 FAST = ["--threads", "1", "--batch-timeout", "0.002"]
 

@@ -32,6 +32,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
+pytestmark = pytest.mark.slow  # drives headless Chromium against a running `nmt serve`
+
 
 @pytest.fixture(scope="module")
 def browser():

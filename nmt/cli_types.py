@@ -3,55 +3,27 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
-def positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{value}'") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
+def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], what: str, bound: str | None = None):
+    """An argparse type: `convert` the text, then check it with `ok`; errors say `expected {what}` (`bound` when the
+    number parses but is out of range)."""
+
+    def parse(value: str):
+        try:
+            x = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{value}'") from None
+        if not ok(x):
+            raise argparse.ArgumentTypeError(f"expected {bound or what}, got {x if convert is int else value}")
+        return x
+
+    return parse
 
 
-def non_negative_int(value: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{value}'") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {n}")
-    return n
-
-
-def fraction(value: str) -> float:
-    """argparse type: a number from 0 to 1."""
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got '{value}'") from None
-    if not 0 <= x <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value}")
-    return x
-
-
-def positive_float(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{value}'") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return x
-
-
-def positive_seconds(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got '{value}'") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value}")
-    return x
+positive_int = _checked(int, lambda n: n >= 1, "a positive integer")
+non_negative_int = _checked(int, lambda n: n >= 0, "an integer >= 0")
+fraction = _checked(float, lambda x: 0 <= x <= 1, "a number from 0 to 1")
+positive_float = _checked(float, lambda x: x > 0, "a positive number")
+positive_seconds = _checked(float, lambda x: x > 0, "a number of seconds", "a positive number of seconds")

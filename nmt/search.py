@@ -34,8 +34,14 @@ class Hypothesis:
     score: float  # length-normalized log-probability
 
 
-def length_penalty(length: torch.Tensor | float, alpha: float) -> torch.Tensor | float:
+def length_penalty(length: float, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
+
+
+def _length_penalties(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
+    """`length_penalty` of each length, in Python floats: a tensor power rounds differently in the vectorized
+    body than in the tail of the tensor, so a sentence's penalty would depend on its place in the batch."""
+    return torch.tensor([length_penalty(float(x), alpha) for x in lengths.tolist()], device=lengths.device)
 
 
 def max_output_lengths(src_lengths: torch.Tensor, ratio: float, offset: int) -> torch.Tensor:
@@ -51,8 +57,40 @@ def _force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return log_probs
 
 
+MIN_ROWS = 4  # matrix products of fewer rows run other kernels (gemv, small-m), whose sums round differently
+MIN_SOURCE_WIDTH = 32  # attention scores over fewer source positions take another kernel: pad to at least this
+
+
+def _encode(model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor):
+    """`model.encode` with every sentence's arithmetic independent of the batch around it.
+
+    Matrix products round each row alike once they have MIN_ROWS rows or more, so three extra copies of the
+    longest sentence keep every step of the packed encoder at MIN_ROWS rows or more, and one extra sentence of a
+    single token keeps the batch's lengths unequal (packed sequences of one length run another LSTM kernel).
+    The extra rows are dropped after.
+    """
+    n, device = src.size(0), src.device
+    src = torch.nn.functional.pad(src, (0, max(0, MIN_SOURCE_WIDTH - src.size(1))), value=PAD_ID)
+    short = torch.full((1, src.size(1)), PAD_ID, dtype=src.dtype, device=device)
+    short[0, 0] = EOS_ID
+    longest = src[src_lengths.argmax()].expand(MIN_ROWS - 1, -1)
+    one = torch.ones(1, dtype=src_lengths.dtype, device=device)
+    memory, state = model.encode(
+        torch.cat([src, longest, short]), torch.cat([src_lengths, src_lengths.max().repeat(MIN_ROWS - 1), one])
+    )
+    keep = torch.arange(n, device=device)
+    return memory.select(keep), state.select(keep)
+
+
 def _step_log_probs(model: SearchModel, tokens: torch.Tensor, state, memory):
-    logits, state = model.decoder(tokens, state, memory)
+    """One decoder step; fewer than MIN_ROWS rows are padded with copies of the first (see `_encode`)."""
+    rows = tokens.size(0)
+    if rows < MIN_ROWS:
+        pad = torch.cat([torch.arange(rows), torch.zeros(MIN_ROWS - rows, dtype=torch.long)]).to(tokens.device)
+        logits, state = model.decoder(tokens[pad], state.select(pad), memory.select(pad))
+        logits, state = logits[:rows], state.select(pad[:rows])
+    else:
+        logits, state = model.decoder(tokens, state, memory)
     return torch.log_softmax(logits[:, -1].float(), dim=-1), state  # (rows, vocab)
 
 
@@ -60,7 +98,7 @@ def greedy_search(
     model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, max_lengths: torch.Tensor, alpha: float = 0.0
 ) -> list[list[Hypothesis]]:
     n, device = src.size(0), src.device
-    memory, state = model.encode(src, src_lengths)
+    memory, state = _encode(model, src, src_lengths)
     active = torch.arange(n, device=device)
     tokens = torch.full((n, 1), BOS_ID, dtype=torch.long, device=device)
     limit = int(max_lengths.max())
@@ -82,7 +120,7 @@ def greedy_search(
             active, best = active[keep], best[keep]
             state, memory = state.select(keep), memory.select(keep)
         tokens = best.unsqueeze(1)
-    scores = raw / length_penalty(out_len.float(), alpha)
+    scores = raw / _length_penalties(out_len, alpha)
     out_cpu, len_cpu, scores_cpu = out.cpu(), out_len.cpu().tolist(), scores.cpu().tolist()
     return [[Hypothesis(out_cpu[i, : len_cpu[i] - 1].tolist(), scores_cpu[i])] for i in range(n)]
 
@@ -105,11 +143,11 @@ def beam_search(
     """
     k, n, device = beam_size, src.size(0), src.device
     n_best = min(n_best, k)
-    memory, state = model.encode(src, src_lengths)
+    memory, state = _encode(model, src, src_lengths)
     rows = torch.arange(n, device=device).repeat_interleave(k)
     memory, state = memory.select(rows), state.select(rows)
     limit = int(max_lengths.max())
-    best_bound = length_penalty(max_lengths.float(), alpha)  # largest penalty a sentence can reach
+    best_bound = _length_penalties(max_lengths, alpha)  # largest penalty a sentence can reach
     active = torch.arange(n, device=device)  # original ids of sentences still searching
     alive_scores = torch.full((n, k), NEG_INF, device=device)
     alive_scores[:, 0] = 0.0

@@ -241,6 +241,12 @@ def serve(args: argparse.Namespace) -> int:
         args.batch_timeout,
         "from " + args.keys if args.keys else "required" if args.api_key else "not required",
     )
+    if args.threads > 1:
+        logger.info(
+            "with %d threads per worker a sentence's score can differ in its last digits with the requests batched "
+            "with it; --threads 1 keeps answers batch-invariant (docs/operations.md, translation cache)",
+            args.threads,
+        )
     try:
         server.run(
             host=args.host,

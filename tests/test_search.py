@@ -158,3 +158,44 @@ def test_outputs_respect_per_sentence_max_length():
             for h, limit in zip(hyps, limits.tolist(), strict=True):
                 assert all(len(x.tokens) + 1 <= limit for x in h)
                 assert all(EOS_ID not in x.tokens and PAD_ID not in x.tokens for x in h)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("attention", ["none", "luong", "bahdanau"])
+def test_a_sentence_searches_the_same_in_any_batch(attention, cell, one_thread):
+    """Bit for bit (one thread): a sentence's hypotheses and scores do not depend on the sentences searched with
+    it, so a server's answer does not depend on the requests batched with it or on what its cache held."""
+    torch.manual_seed(5)
+    config = ModelConfig(
+        embedding_dim=32, hidden_size=64, encoder_layers=2, decoder_layers=2, cell=cell, attention=attention
+    )
+    model = Seq2Seq(config, 60, 60).eval()
+    generator = torch.Generator().manual_seed(6)
+    sentences = [torch.randint(4, 60, (n,), generator=generator).tolist() + [EOS_ID] for n in (1, 2, 5, 9, 14, 21, 33)]
+
+    def search(group: list[int], beam_size: int) -> list[list[tuple[list[int], float]]]:
+        lengths = torch.tensor([len(sentences[i]) for i in group])
+        src = torch.full((len(group), int(lengths.max())), PAD_ID)
+        for row, i in enumerate(group):
+            src[row, : len(sentences[i])] = torch.tensor(sentences[i])
+        limits = max_output_lengths(lengths, 1.5, 3)
+        with torch.inference_mode():
+            if beam_size == 1:
+                hyps = greedy_search(model, src, lengths, limits, alpha=0.6)
+            else:
+                hyps = beam_search(model, src, lengths, limits, beam_size, n_best=2, alpha=0.6)
+        return [[(h.tokens, h.score) for h in sentence] for sentence in hyps]
+
+    groups = [[3, 0], [6, 2, 4], [1, 5, 3, 0, 6, 2, 4], [4, 4, 1, 1, 2]]
+    for beam_size in (1, 4):
+        alone = [search([i], beam_size)[0] for i in range(len(sentences))]
+        for group in groups:
+            assert search(group, beam_size) == [alone[i] for i in group], (group, beam_size)

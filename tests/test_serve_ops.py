@@ -361,25 +361,10 @@ def test_cache_is_bounded_in_entries_and_bytes():
     assert small.get(("m", "z" * 10000, 5, 1, None)) is None and small.bytes <= 4000
 
 
-def _same_translations(got: dict, expected: dict) -> None:
-    """Equal translations and n-best lists; scores equal to float32 precision (a sentence's score may differ in
-    its last digits with the batch it was searched in, with or without a cache)."""
-    assert set(got) == set(expected)
-    for field in ("translation", "translations"):
-        assert got.get(field) == expected.get(field)
-    for field in ("score", "scores"):
-        if field in got:
-            assert got[field] == pytest.approx(expected[field], rel=1e-5)
-    if "n_best" in got:
-        flat = [h for hyps in got["n_best"] for h in (hyps if isinstance(hyps, list) else [hyps])]
-        reference = [h for hyps in expected["n_best"] for h in (hyps if isinstance(hyps, list) else [hyps])]
-        assert [h["translation"] for h in flat] == [h["translation"] for h in reference]
-        assert [h["score"] for h in flat] == pytest.approx([h["score"] for h in reference], rel=1e-5)
-
-
 def test_cache_gives_the_same_answers_and_counts_hits(tiny_run, tmp_path):
-    """The same request sequence to a server with the cache and one with --cache-size 0 (1 worker each, one
-    request at a time): the same translations; repeated requests byte-identical; hits and misses exact."""
+    """The same request sequence to a server with the cache and one with --cache-size 0 (1 worker, 1 thread each,
+    one request at a time): every answer byte-identical, though the cached server searches other batches (only
+    the misses of a request); hits and misses exact."""
     sequence = [
         {"texts": [A, B]},
         {"texts": [A, B]},  # 2 hits
@@ -398,10 +383,8 @@ def test_cache_gives_the_same_answers_and_counts_hits(tiny_run, tmp_path):
         finally:
             server.stop()
     cached, plain = answers["cache"], answers["none"]
-    for got, expected in zip(cached + answers["cache-again"], plain + answers["none-again"], strict=True):
-        _same_translations(json.loads(got), json.loads(expected))
-    assert cached[0] == cached[1] == plain[0] == plain[1]  # byte for byte
-    assert answers["cache-again"] == cached  # the second round comes from the cache, byte for byte
+    assert cached == plain and answers["cache-again"] == answers["none-again"] == plain  # byte for byte
+    assert cached[0] == cached[1]
     metrics = answers["cache-metrics"]
     assert value(metrics, "nmt_cache_hits_total") == 2 + 1 + 1 + 12  # the whole second round (12 sentences) hits
     assert value(metrics, "nmt_cache_misses_total") == 2 + 2 + 2 + 2

@@ -111,6 +111,35 @@ def read_metadata(run_dir: Path) -> dict[str, Any]:
         raise NMTError(f"corrupt metadata file: {path}") from None
 
 
+def check_ensemble(run_dirs: list[Path]) -> None:
+    """Raise unless the run directories can decode as one ensemble: one language pair, and byte-identical
+    SentencePiece models on both sides (reads configs and tokenizer files only, no weights)."""
+    first = run_dirs[0]
+    first_config = read_run_config(first)
+    first_pair = (first_config.data.src_lang, first_config.data.tgt_lang)
+    first_files = tokenizer_files(first, first_config)
+    for run_dir in run_dirs[1:]:
+        config = read_run_config(run_dir)
+        pair = (config.data.src_lang, config.data.tgt_lang)
+        if pair != first_pair:
+            raise NMTError(
+                f"cannot ensemble {first} ({'->'.join(first_pair)}) and {run_dir} ({'->'.join(pair)}): "
+                "different language pairs"
+            )
+        for side, mine, theirs in zip(("source", "target"), tokenizer_files(run_dir, config), first_files, strict=True):
+            if _read_bytes(mine) != _read_bytes(theirs):
+                raise NMTError(
+                    f"cannot ensemble {first} and {run_dir}: their {side} vocabularies (SentencePiece models) differ; "
+                    "ensembled models must share the tokenizer"
+                )
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise NMTError(f"missing tokenizer model: {path}")
+    return path.read_bytes()
+
+
 @dataclass
 class Bundle:
     config: Config

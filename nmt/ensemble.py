@@ -16,7 +16,6 @@ from torch import nn
 from nmt.decoder import DecoderState, Memory
 from nmt.errors import NMTError
 from nmt.model import Seq2Seq
-from nmt.tokenizer import Tokenizer
 
 
 @dataclass
@@ -67,15 +66,3 @@ class Ensemble(nn.Module):
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[EnsembleMemory, EnsembleState]:
         encoded = [model.encode(src, src_lengths) for model in self.models]
         return EnsembleMemory([m for m, _ in encoded]), EnsembleState([s for _, s in encoded])
-
-
-def check_same_vocabulary(names: list[str], tokenizers: list[tuple[Tokenizer, Tokenizer]]) -> None:
-    """Raise unless every model uses the first one's source and target SentencePiece models."""
-    first_src, first_tgt = tokenizers[0]
-    for name, (src, tgt) in zip(names[1:], tokenizers[1:], strict=True):
-        for side, mine, theirs in (("source", src, first_src), ("target", tgt, first_tgt)):
-            if mine.sp.serialized_model_proto() != theirs.sp.serialized_model_proto():
-                raise NMTError(
-                    f"cannot ensemble {names[0]} and {name}: their {side} vocabularies (SentencePiece models) differ; "
-                    "ensembled models must share the tokenizer"
-                )

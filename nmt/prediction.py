@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from nmt.bundle import Bundle, load_bundle
+from nmt.bundle import Bundle, check_ensemble, load_bundle
 from nmt.config import Config
 from nmt.data import pad_sources
 from nmt.errors import NMTError
@@ -74,24 +74,15 @@ class Translator:
         cls, run_dirs: list[str | Path], device: str = "cpu", dtype: str | None = None, quantize: str | None = None
     ) -> Translator:
         """One model, or an ensemble of several sharing a vocabulary (decode settings: the first model's)."""
-        from nmt.ensemble import Ensemble, check_same_vocabulary
+        from nmt.ensemble import Ensemble
 
         if len(run_dirs) == 1:
             return cls.from_run_dir(run_dirs[0], device, dtype=dtype, quantize=quantize)
         if quantize is not None and dtype is not None and dtype != quantize:
             raise NMTError(f"--quantize {quantize} and --dtype {dtype} disagree: give one of them")
+        check_ensemble([Path(run_dir) for run_dir in run_dirs])
         bundles = [load_bundle(run_dir, resolve_device(device)) for run_dir in run_dirs]
-        names = [str(run_dir) for run_dir in run_dirs]
         first = bundles[0]
-        first_pair = (first.config.data.src_lang, first.config.data.tgt_lang)
-        for name, bundle in zip(names[1:], bundles[1:], strict=True):
-            pair = (bundle.config.data.src_lang, bundle.config.data.tgt_lang)
-            if pair != first_pair:
-                raise NMTError(
-                    f"cannot ensemble {names[0]} ({'->'.join(first_pair)}) and {name} ({'->'.join(pair)}): "
-                    "different language pairs"
-                )
-        check_same_vocabulary(names, [(b.src_tokenizer, b.tgt_tokenizer) for b in bundles])
         first.model = Ensemble([b.model for b in bundles])
         return cls.from_bundle(first, dtype or quantize)
 

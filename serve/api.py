@@ -26,7 +26,7 @@ class TranslationAPI(ls.LitAPI):
 
     def __init__(
         self,
-        model_dirs: dict[str, str],
+        model_dirs: dict[str, tuple[str, ...]],
         threads: int,
         quantize: str | None = None,
         dtype: str | None = None,
@@ -38,7 +38,7 @@ class TranslationAPI(ls.LitAPI):
     ):
         loop = IdleFriendlyBatchedLoop()  # for a batch of 1 too: LitServe's own loop would not report queue waits
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=WORK_PATH, loop=loop)
-        self.model_dirs = model_dirs  # pair ("de-en") -> run directory
+        self.model_dirs = model_dirs  # pair ("de-en") -> run directories (several: an ensemble)
         self.threads = threads
         self.quantize = quantize
         self.dtype = dtype
@@ -57,12 +57,14 @@ class TranslationAPI(ls.LitAPI):
         torch.set_num_threads(self.threads)
         start = time.perf_counter()
         load_seconds = {}
-        for pair, model_dir in self.model_dirs.items():
+        for pair, model_dirs in self.model_dirs.items():
             loading = time.perf_counter()
             try:
-                translator = Translator.from_run_dir(model_dir, device=device, dtype=self.dtype, quantize=self.quantize)
+                translator = Translator.from_run_dirs(
+                    list(model_dirs), device=device, dtype=self.dtype, quantize=self.quantize
+                )
             except NMTError as e:  # a user error: one line, no traceback (LitServe would log one as it stops)
-                logger.error("cannot load the model %s: %s", model_dir, e)
+                logger.error("cannot load the model %s: %s", ",".join(model_dirs), e)
                 logging.getLogger("litserve.loops.loops").disabled = True
                 raise
             translator.translate(["warm-up"], beam_size=2)  # an exception here fails the worker: /health stays 503
@@ -74,7 +76,7 @@ class TranslationAPI(ls.LitAPI):
         logger.info(
             "worker ready: %d model(s) (%s) on %s, %s, %d torch thread(s), loaded in %.1f s",
             len(self.translators),
-            ", ".join(f"{pair} from {path}" for pair, path in self.model_dirs.items()),
+            ", ".join(f"{pair} from {','.join(paths)}" for pair, paths in self.model_dirs.items()),
             device,
             ", ".join(sorted({t.precision for t in self.translators.values()})),
             torch.get_num_threads(),

@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         required=True,
         action="append",
-        help="run directory of a trained model, or a directory of run directories; repeat it to serve several "
-        "language pairs (one model per pair)",
+        help="run directory of a trained model, a directory of run directories, or run directories joined by "
+        "commas (one ensemble: models of one pair sharing a vocabulary); repeat it to serve several language pairs "
+        "(one model or ensemble per pair)",
     )
     parser.add_argument(
         "--host",

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nmt import __version__
-from nmt.bundle import CONFIG_FILE, WEIGHTS_FILE, read_metadata, read_run_config
+from nmt.bundle import CONFIG_FILE, WEIGHTS_FILE, check_ensemble, read_metadata, read_run_config
 from nmt.errors import NMTError
 from nmt.machine import machine_info
 from serve.api import TranslationAPI
@@ -60,48 +60,63 @@ METADATA_KEYS = (
 )
 
 
-def run_dirs(paths: list[str]) -> list[Path]:
-    """The run directories given with --model: each path is one, or a directory whose subdirectories are."""
-    found: list[Path] = []
-    for path in map(Path, paths):
+def model_members(values: list[str]) -> list[tuple[Path, ...]]:
+    """The models given with --model, each as its member run directories: a value is a run directory, a directory
+    of run directories (one model each), or run directories joined by commas (one ensemble)."""
+    found: list[tuple[Path, ...]] = []
+    for value in values:
+        if "," in value:
+            members = tuple(Path(part) for part in value.split(","))
+            for member in members:
+                if not (member / CONFIG_FILE).is_file():
+                    raise NMTError(f"ensemble member {str(member)!r} in --model {value} is not a run directory")
+            check_ensemble(list(members))
+            found.append(members)
+            continue
+        path = Path(value)
         if not path.is_dir():
             raise NMTError(f"model directory not found: {path}")
         if (path / CONFIG_FILE).is_file():
-            found.append(path)
+            found.append((path,))
             continue
         inner = sorted(p for p in path.iterdir() if (p / CONFIG_FILE).is_file())
         if not inner:
             raise NMTError(f"{path} is neither a run directory (no {CONFIG_FILE}) nor a directory of run directories")
-        found += inner
+        found += [(p,) for p in inner]
     return found
 
 
-def load_model(run_dir: Path, args: argparse.Namespace, max_beam: int) -> Model:
-    """A served model from its run directory's config and metadata (no weights are loaded here)."""
+def load_model(members: tuple[Path, ...], max_beam: int) -> Model:
+    """A served model (or ensemble) from its run directories' configs and metadata (no weights are loaded here);
+    the first member's config decides the pair, the name and the decode settings."""
+    for run_dir in members:
+        if not (run_dir / WEIGHTS_FILE).is_file():
+            raise NMTError(f"no trained weights in {run_dir} (missing {WEIGHTS_FILE})")
+    run_dir = members[0]
     config = read_run_config(run_dir)
-    if not (run_dir / WEIGHTS_FILE).is_file():
-        raise NMTError(f"no trained weights in {run_dir} (missing {WEIGHTS_FILE})")
     if config.decode.beam_size > max_beam:
         raise NMTError(f"--max-beam-size {max_beam} is below the beam size {config.decode.beam_size} of {run_dir}")
     meta = read_metadata(run_dir)
     info = {key: meta.get(key) for key in METADATA_KEYS}
     src, tgt = meta.get("src_lang") or config.data.src_lang, meta.get("tgt_lang") or config.data.tgt_lang
     info.update(src_lang=src, tgt_lang=tgt, pair=f"{src}-{tgt}", run_dir=str(run_dir))
+    if len(members) > 1:
+        info["ensemble"] = [str(member) for member in members]
     info["decode"] = {"beam_size": config.decode.beam_size, "length_penalty": config.decode.length_penalty}
     name = str(meta.get("name") or config.name or run_dir.name)
-    return Model(name, src, tgt, str(run_dir.resolve()), config.decode.beam_size, info)
+    return Model(name, src, tgt, tuple(str(m.resolve()) for m in members), config.decode.beam_size, info)
 
 
 def load_models(args: argparse.Namespace) -> tuple[dict[str, Model], int]:
     """The served models by pair (two models for one pair are an error), and the largest beam a request may ask."""
-    paths = run_dirs(args.model)
-    configs = [read_run_config(path) for path in paths]
+    members = model_members(args.model)
+    configs = [read_run_config(path) for group in members for path in group]
     max_beam = args.max_beam_size or min(config.decode.max_beam_size for config in configs)
     models: dict[str, Model] = {}
-    for path in paths:
-        model = load_model(path, args, max_beam)
+    for group in members:
+        model = load_model(group, max_beam)
         if model.pair in models:
-            raise NMTError(f"two models for {model.pair}: {models[model.pair].run_dir} and {model.run_dir}")
+            raise NMTError(f"two models for {model.pair}: {models[model.pair].where} and {model.where}")
         models[model.pair] = model
     return models, max_beam
 
@@ -139,7 +154,7 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
     service = Service(models, limits, api_key=args.api_key)
     service.detector.load()
     api = TranslationAPI(
-        {pair: model.run_dir for pair, model in models.items()},
+        {pair: model.run_dirs for pair, model in models.items()},
         threads=args.threads,
         quantize=args.quantize,
         dtype=args.dtype,

@@ -17,14 +17,18 @@ from serve.translation import Hypotheses, Options, TextResult, Work, assemble, p
 
 @dataclass(frozen=True)
 class Model:
-    """One served model: the pair it translates (from its metadata) and what GET /info says about it."""
+    """One served model (or ensemble): the pair it translates (from its metadata) and what GET /info says."""
 
     name: str
     src_lang: str
     tgt_lang: str
-    run_dir: str
+    run_dirs: tuple[str, ...]  # one, or an ensemble's members
     default_beam_size: int
     info: dict[str, Any]
+
+    @property
+    def where(self) -> str:
+        return ",".join(self.run_dirs)
 
     @property
     def pair(self) -> str:

@@ -1,5 +1,9 @@
+from pathlib import Path
+
 import pytest
+import requests
 import torch
+from server_process import ServerProcess
 
 from nmt.config import ModelConfig, TokenizerConfig
 from nmt.ensemble import Ensemble
@@ -106,3 +110,45 @@ def test_cli_ensemble_refuses_models_with_different_vocabularies(tiny_run, tmp_p
     proc = run_nmt("translate", "--model", tiny_run, "--model", other, input="Ein Mann.\n", check=False)
     assert proc.returncode == 2
     assert "vocabularies" in proc.stderr and "differ" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def partner_run(tiny_run, tmp_path_factory) -> Path:
+    """Another tiny de-en model (seed 2, one epoch) trained with tiny_run's SentencePiece model: an ensemble partner."""
+    run_dir = tmp_path_factory.mktemp("partner") / "run"
+    run_dir.mkdir()
+    (run_dir / "spm.model").write_bytes((tiny_run / "spm.model").read_bytes())
+    run_nmt(
+        "train", "--config", "configs/tiny.yaml", "--output-dir", run_dir, "--quiet",
+        "--set", "seed=2", "--set", "train.max_epochs=1",
+    )  # fmt: skip
+    return run_dir
+
+
+@pytest.mark.slow
+def test_serve_ensemble_answers_like_the_cli(tiny_run, partner_run, tmp_path):
+    """`nmt serve --model A,B` serves one ensemble for the pair: its answers are `nmt translate --model A --model B`'s
+    (one thread each: the search is batch-invariant), and /info names the members."""
+    lines = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest ein Buch am Strand."]
+    text = "\n".join(lines) + "\n"
+    cli = run_nmt("translate", "--model", tiny_run, "--model", partner_run, "--threads", "1", input=text).stdout
+    alone = run_nmt("translate", "--model", tiny_run, "--threads", "1", input=text).stdout
+    assert cli != alone  # the partner changes the search, or the test would show nothing
+    server = ServerProcess.ready(f"{tiny_run},{partner_run}", tmp_path / "server.log", "--threads", "1")
+    try:
+        answer = requests.post(f"{server.url}/predict", json={"texts": lines}, timeout=60).json()
+        info = requests.get(f"{server.url}/info", timeout=10).json()
+    finally:
+        server.stop()
+    assert answer["translations"] == cli.splitlines()
+    assert info["models"][0]["ensemble"] == [str(tiny_run), str(partner_run)]
+    assert "worker ready: 1 model(s) (de-en from" in server.log()
+
+
+@pytest.mark.slow
+def test_serve_refuses_an_ensemble_it_cannot_build(tiny_run, tiny_run_en_de, tmp_path):
+    """Before the server starts: members of different pairs, a member that is not a run directory."""
+    proc = run_nmt("serve", "--model", f"{tiny_run},{tiny_run_en_de}", check=False, timeout=120)
+    assert proc.returncode == 2 and "different language pairs" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_nmt("serve", "--model", f"{tiny_run},{tmp_path}", check=False, timeout=120)
+    assert proc.returncode == 2 and "is not a run directory" in proc.stderr

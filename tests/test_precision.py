@@ -140,7 +140,7 @@ def test_server_worker_searches_in_the_requested_dtype(bf16_reversal):
     from serve.api import TranslationAPI
 
     _, run_dir = bf16_reversal
-    api = TranslationAPI({"src-tgt": str(run_dir)}, threads=1, dtype="int8+bf16", max_batch_size=1)
+    api = TranslationAPI({"src-tgt": (str(run_dir),)}, threads=1, dtype="int8+bf16", max_batch_size=1)
     api.setup("cpu")
     translator = api.translators["src-tgt"]
     assert translator.dtype == "int8+bf16" and "quantized" in type(translator.model.decoder.rnn).__module__

@@ -7,6 +7,7 @@ from torch import nn
 from nmt.config import ModelConfig
 from nmt.decoder import DecoderState, Memory
 from nmt.model import Seq2Seq
+from nmt.precision import autocast
 from nmt.search import beam_search, greedy_search, length_penalty, max_output_lengths
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -168,11 +169,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("attention", ["none", "luong", "bahdanau"])
-def test_a_sentence_searches_the_same_in_any_batch(attention, cell, one_thread):
-    """Bit for bit (one thread): a sentence's hypotheses and scores do not depend on the sentences searched with
-    it, so a server's answer does not depend on the requests batched with it or on what its cache held."""
+def test_a_sentence_searches_the_same_in_any_batch(attention, cell, precision, one_thread):
+    """Bit for bit (one thread, fp32 and bf16 autocast): a sentence's hypotheses and scores do not depend on the
+    sentences searched with it, so a server's answer does not depend on the requests batched with it or on what
+    its cache held."""
     torch.manual_seed(5)
     config = ModelConfig(
         embedding_dim=32, hidden_size=64, encoder_layers=2, decoder_layers=2, cell=cell, attention=attention
@@ -187,7 +190,7 @@ def test_a_sentence_searches_the_same_in_any_batch(attention, cell, one_thread):
         for row, i in enumerate(group):
             src[row, : len(sentences[i])] = torch.tensor(sentences[i])
         limits = max_output_lengths(lengths, 1.5, 3)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, "cpu"):
             if beam_size == 1:
                 hyps = greedy_search(model, src, lengths, limits, alpha=0.6)
             else:

@@ -514,6 +514,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, show_progre
     """
     run = Run(config, Path(run_dir), resume, show_progress)
     try:
-        return fit(run, run.initial_state(resume))
+        state = fit(run, run.initial_state(resume))
+        run.dist.barrier()  # no process tears the process group down while another still talks to it
+        return state
     finally:
         run.close()

@@ -160,22 +160,39 @@ def _post(server: ServerProcess, key: str | None, body: dict | None = None, path
     )
 
 
+def _answering_pids(server: ServerProcess, since: int, count: int) -> set[str]:
+    """Pids of the HTTP processes that logged the first `count` POST /predict answers after character `since` of
+    the log (the requests are sent one after another, so the log keeps their order)."""
+    deadline = time.monotonic() + 10
+    while True:
+        pids = re.findall(r"INFO (\d+) nmt\.serve: POST /predict (?:200|429)", server.log()[since:])
+        if len(pids) >= count or time.monotonic() > deadline:
+            return set(pids[:count])
+        time.sleep(0.05)
+
+
 def test_over_the_per_minute_limit_is_429_then_recovers(keyed):
-    start = time.monotonic()
-    first = [_post(keyed, "minute-A") for _ in range(8)]
-    assert time.monotonic() - start < WINDOW, "too slow to test a 4 s window on this machine"
-    assert [r.status_code for r in first] == [200] * 4 + [429] * 4
-    refused = first[-1]
-    assert "requests per minute" in refused.json()["detail"]
-    retry = int(refused.headers["Retry-After"])
-    assert 1 <= retry <= WINDOW
-    assert _post(keyed, "minute-B").status_code == 200  # another key has its own count
-    time.sleep(retry + 0.2)
-    assert _post(keyed, "minute-A").status_code == 200  # a new window
-    # all 8 were counted in one place although two HTTP processes answered them
-    pids = set(re.findall(r"INFO (\d+) nmt\.serve: POST /predict 429", keyed.log()))
-    pids |= set(re.findall(r"INFO (\d+) nmt\.serve: POST /predict 200", keyed.log()))
-    assert len(pids) == 2, f"one HTTP process answered everything ({pids}): the test proves nothing"
+    """The 5th-8th requests of a window are 429, a new window admits again, and the count is one for both HTTP
+    processes. Which process accepts a connection is the kernel's choice: a burst that one process answered alone
+    proves nothing about sharing, so the burst is repeated in a fresh window until both processes answered one."""
+    bursts = 6
+    for _ in range(bursts):
+        since = len(keyed.log())
+        start = time.monotonic()
+        first = [_post(keyed, "minute-A") for _ in range(8)]
+        assert time.monotonic() - start < WINDOW, "too slow to test a 4 s window on this machine"
+        assert [r.status_code for r in first] == [200] * 4 + [429] * 4
+        refused = first[-1]
+        assert "requests per minute" in refused.json()["detail"]
+        retry = int(refused.headers["Retry-After"])
+        assert 1 <= retry <= WINDOW
+        assert _post(keyed, "minute-B").status_code == 200  # another key has its own count
+        time.sleep(retry + 0.2)
+        assert _post(keyed, "minute-A").status_code == 200  # a new window
+        if len(_answering_pids(keyed, since, count=8)) == 2:
+            return
+        time.sleep(WINDOW)  # the next burst starts in a fresh window
+    pytest.fail(f"one HTTP process answered each of {bursts} bursts: sharing between processes is untested")
 
 
 def test_two_keys_do_not_share_limits(keyed):

@@ -13,7 +13,7 @@ from typing import IO
 from nmt import __version__
 from nmt.cli_types import positive_int
 from nmt.errors import NMTError
-from nmt.precision import add_dtype_argument
+from nmt.precision import add_dtype_argument, bound_onednn_caches
 
 SPLIT_ROLES = {"train": "train_split", "valid": "valid_split", "validation": "valid_split", "test": "test_split"}
 
@@ -251,6 +251,7 @@ def openmp_defaults() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     openmp_defaults()
+    bound_onednn_caches()  # before any oneDNN primitive, in this process and in the servers' workers it starts
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(_command(argv))
     args = parser.parse_args(argv)

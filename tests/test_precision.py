@@ -2,6 +2,10 @@
 learns, and search in every precision translates the synthetic task as fp32 does."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +148,42 @@ def test_server_worker_searches_in_the_requested_dtype(bf16_reversal):
     api.setup("cpu")
     translator = api.translators["src-tgt"]
     assert translator.dtype == "int8+bf16" and "quantized" in type(translator.model.decoder.rnn).__module__
+
+
+MEMORY_PROBE = """
+import random, sys
+import torch
+from nmt.prediction import Translator
+
+torch.set_num_threads(1)
+translator = Translator.from_run_dir(sys.argv[1], dtype="bf16")
+sources = open(sys.argv[2], encoding="utf-8").read().splitlines()
+rng = random.Random(0)
+
+def resident_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+def batches(n):  # a server's traffic: batches of 1-12 random sentences at several beam sizes
+    for _ in range(n):
+        translator.translate(rng.sample(sources, rng.randint(1, 12)), beam_size=rng.choice([1, 2, 3, 4]))
+
+batches(150)
+before = resident_mb()
+batches(150)
+print(resident_mb() - before)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not precision.bf16_native("cpu"), reason="needs native bf16 (oneDNN's bf16 kernels)")
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc")
+def test_bf16_search_memory_levels_off(bf16_reversal, tmp_path):
+    """oneDNN compiles a primitive per new batch shape; capped caches keep a long-running bf16 search flat (with
+    the default 1,024 per cache this process grew by tens of MB over the second 150 batches)."""
+    task, run_dir = bf16_reversal
+    env = {k: v for k, v in os.environ.items() if k not in precision.ONEDNN_CACHE_VARIABLES}
+    probe = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(run_dir), str(task / "test.src")],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    assert float(probe.stdout) < 8, f"grew {float(probe.stdout):.1f} MB over 150 batches"

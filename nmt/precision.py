@@ -6,9 +6,9 @@ gradients and Adam's moments stay fp32. Search runs in one of `SEARCH_DTYPES`:
   bf16       under bf16 autocast: the LSTM (oneDNN), attention, readout and output layer in bf16;
   int8       dynamic int8 quantization of the RNN and every linear layer;
   int8+bf16  int8 RNN and inner linear layers, the output layer (the 8,000-way softmax input) in bf16.
-"auto" picks bf16 on a machine with native bf16 (CPU: avx512_bf16 or AMX; GPU: one that
+"auto" (the default of search) picks bf16 on a machine with native bf16 (CPU: avx512_bf16 or AMX; GPU: one that
 supports bf16) and fp32, exactly as before, anywhere else; int8 is faster still on CPU but scales activations per
-batch, so its answers depend on the batch. The shipped defaults stay fp32 (docs/performance.md says why).
+batch, so its answers depend on the batch (docs/performance.md). Training stays fp32 unless asked.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=SEARCH_DTYPES,
         help="search precision: fp32, bf16, int8 (dynamic, CPU), int8+bf16 (int8 RNN, bf16 output layer), or auto "
-        "(bf16 where bf16 is native, else fp32); default: the model config's decode.dtype (fp32)",
+        "(bf16 where bf16 is native, else fp32); default: the model config's decode.dtype (auto)",
     )
     parser.add_argument("--quantize", choices=["int8"], help="same as --dtype int8 (older spelling)")
 

@@ -6,6 +6,8 @@ import pytest
 from conftest import DATA_DIR, run_nmt
 from synthetic import write_reversal_task
 
+from nmt.precision import resolve_search_dtype
+
 pytestmark = pytest.mark.slow  # every test trains a model or runs one through `nmt bench`
 
 
@@ -54,7 +56,8 @@ def test_bench_translate_default_test_set_with_bleu(tiny_run, tmp_path):
     r = json.loads(report.read_text())
     assert r["sentences"] == 1000 and r["input"].endswith("test_2016_flickr.de")
     assert r["whole_process_seconds"] > r["translate_seconds"] > 0 and r["peak_memory_mib"] > 0
-    assert r["dtype"] == "fp32" and r["peak_gflops"] == max(r["peaks_gflops"].values())
+    default = resolve_search_dtype("auto", "cpu")  # the shipped decode.dtype: bf16 where native, else fp32
+    assert r["dtype"] == default and r["peak_gflops"] == max(r["peaks_gflops"].values())
     # The BLEU is the one `nmt evaluate` gives for the same model, split and beam: the same hypotheses scored
     # against the test set's references (a wrong reference file, order or tokenization would change it).
     evaluated = tmp_path / "evaluate.json"

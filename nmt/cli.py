@@ -153,9 +153,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     except OSError as e:
         raise NMTError(f"cannot read {args.input}: {e.strerror}") from None
     translator = _translator(args)
-    batch = args.batch_size or translator.config.decode.sentences_per_batch(
-        args.beam_size or translator.config.decode.beam_size
-    )
+    beam, _ = translator.search_options(args.beam_size, args.length_penalty)
+    batch = args.batch_size or translator.config.decode.sentences_per_batch(beam)
     try:
         out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     except OSError as e:
@@ -204,11 +203,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     translator = _translator(args)
     sources, references, name = _evaluation_data(args, translator)
-    beam = args.beam_size or translator.config.decode.beam_size
+    beam, length_penalty = translator.search_options(args.beam_size, args.length_penalty)
     start = time.perf_counter()
     with tqdm(total=len(sources), desc="translating", unit="sent", file=sys.stderr, mininterval=1.0) as bar:
         results = translator.translate(
-            sources, beam, batch_size=args.batch_size, progress=bar.update, length_penalty=args.length_penalty
+            sources, beam, batch_size=args.batch_size, progress=bar.update, length_penalty=length_penalty
         )
     seconds = time.perf_counter() - start
     hypotheses = [r[0].text for r in results]
@@ -225,9 +224,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "data": name,
             "beam_size": beam,
             "dtype": translator.dtype,
-            "length_penalty": (
-                translator.config.decode.length_penalty if args.length_penalty is None else args.length_penalty
-            ),
+            "length_penalty": length_penalty,
             "sentences": len(sources),
             "seconds": round(seconds, 2),
             **{k: {"score": v["score"], "signature": v["signature"]} for k, v in scores.items()},

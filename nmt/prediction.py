@@ -86,6 +86,11 @@ class Translator:
         first.model = Ensemble([b.model for b in bundles])
         return cls.from_bundle(first, dtype or quantize)
 
+    def search_options(self, beam_size: int | None, length_penalty: float | None) -> tuple[int, float]:
+        """The beam size and length penalty a search runs with: the given ones, else the config's `decode` ones."""
+        decode = self.config.decode
+        return beam_size or decode.beam_size, decode.length_penalty if length_penalty is None else length_penalty
+
     def translate(
         self,
         texts: list[str],
@@ -99,8 +104,7 @@ class Translator:
         """n-best translations per input text, best first. Blank inputs give one empty translation. Options left
         None take the model config's `decode` value."""
         decode = self.config.decode
-        beam_size = beam_size or decode.beam_size
-        alpha = decode.length_penalty if length_penalty is None else length_penalty
+        beam_size, alpha = self.search_options(beam_size, length_penalty)
         batch_size = batch_size or decode.sentences_per_batch(beam_size)
         results: list[list[Translation]] = [[Translation("", 0.0)] for _ in texts]
         candidates = [i for i, t in enumerate(texts) if t.strip()]

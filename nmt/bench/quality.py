@@ -33,7 +33,7 @@ def score_splits(run_dir: Path, beam_size: int | None, length_penalty: float | N
 
     translator = Translator.from_run_dir(run_dir)
     data = translator.config.data
-    beam = beam_size or translator.config.decode.beam_size
+    beam, _ = translator.search_options(beam_size, None)
     rows = []
     for split in (data.valid_split, data.test_split):
         ds = load_split(data, split)

@@ -63,7 +63,7 @@ def bench_translate(args: argparse.Namespace) -> int:
     load_start = time.perf_counter()
     translator = Translator.from_run_dir(args.model, dtype=args.dtype, quantize=args.quantize)
     load_s = time.perf_counter() - load_start
-    beam = args.beam_size or translator.config.decode.beam_size
+    beam, _ = translator.search_options(args.beam_size, None)
     start = time.perf_counter()
     results = translator.translate(sources, beam, batch_size=args.batch_size)
     translate_s = time.perf_counter() - start

@@ -51,6 +51,8 @@ def max_output_lengths(src_lengths: torch.Tensor, ratio: float, offset: int) -> 
 
 def _force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Leave only EOS possible (with its own log-probability) in the given rows."""
+    if not bool(rows.any()):  # most steps: spare three passes over the (rows, vocab) tensor
+        return log_probs
     eos = log_probs[:, EOS_ID].clone()
     log_probs = log_probs.masked_fill(rows.unsqueeze(1), NEG_INF)
     log_probs[:, EOS_ID] = torch.where(rows, eos, log_probs[:, EOS_ID])
@@ -91,7 +93,7 @@ def _step_log_probs(model: SearchModel, tokens: torch.Tensor, state, memory):
         logits, state = logits[:rows], state.select(pad[:rows])
     else:
         logits, state = model.decoder(tokens, state, memory)
-    return torch.log_softmax(logits[:, -1].float(), dim=-1), state  # (rows, vocab)
+    return torch.log_softmax(logits[:, -1], dim=-1, dtype=torch.float32), state  # (rows, vocab)
 
 
 def greedy_search(

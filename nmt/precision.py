@@ -46,7 +46,7 @@ def bound_onednn_caches() -> None:
 
     bf16 matmuls and LSTMs run in oneDNN, which compiles a primitive for every new shape; a search meets new
     shapes with every batch (rows x source length). With the default 1,024 per cache a bf16 search process grew
-    537 MB over 600 random batches and still grew; capped at 64 it stays flat, 15% slower on that workload
+    537 MB over 600 random batches and still grew; capped at 64 it stays flat, 18% slower on that workload
     (docs/performance.md). fp32 and int8 matmuls run in MKL and FBGEMM, unaffected. A variable already set wins.
     """
     for name in ONEDNN_CACHE_VARIABLES:

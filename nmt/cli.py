@@ -153,7 +153,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     except OSError as e:
         raise NMTError(f"cannot read {args.input}: {e.strerror}") from None
     translator = _translator(args)
-    beam, _ = translator.search_options(args.beam_size, args.length_penalty)
+    beam, _ = translator.search_options(args.beam_size, None)  # the batch size depends on the beam only
     batch = args.batch_size or translator.config.decode.sentences_per_batch(beam)
     try:
         out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115

@@ -52,6 +52,7 @@ class ModelConfig(Section):
     luong_score: Literal["general", "dot"] = "general"
     input_feeding: bool = True  # luong: feed the previous attentional vector into the next step
     feed_context: bool = True  # the context vector enters every decoder step and the readout (Cho et al. 2014)
+    context: Literal["final", "max", "mean"] = "final"  # the summary: top layer's final states, or pooled outputs
     bridge: Literal["linear", "zero", "copy"] = "linear"  # copy: the encoder's final states as they are
     init: Literal["default", "uniform"] = "default"  # default: PyTorch's, N(0, 1/dim) embeddings; uniform: all
     init_range: float = Field(0.1, gt=0)  # uniform: every parameter from U(-init_range, init_range) (OpenNMT-py)

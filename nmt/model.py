@@ -7,7 +7,7 @@ from torch import nn
 
 from nmt.config import ModelConfig
 from nmt.decoder import Decoder, DecoderState, Hidden, Memory
-from nmt.encoder import Encoder
+from nmt.encoder import Encoder, EncoderOutput
 from nmt.shapes import Shapes
 from nmt.tokenizer import PAD_ID
 
@@ -83,17 +83,23 @@ class Seq2Seq(nn.Module):
         if config.init == "uniform":
             initialize_uniform(self, config.init_range)
 
-    def context_vector(self, final: Hidden) -> torch.Tensor:
-        """The source summary: the top encoder layer's final state, both directions concatenated."""
-        h = final[0] if isinstance(final, tuple) else final
+    def context_vector(self, enc: EncoderOutput) -> torch.Tensor:
+        """The source summary (batch, hidden * directions): the top encoder layer's final states, both directions
+        concatenated (`context: final`), or the top layer's outputs pooled over the source (`max`, `mean`)."""
+        if self.config.context == "max":
+            return enc.outputs.masked_fill(~enc.mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+        if self.config.context == "mean":
+            mask = enc.mask.unsqueeze(-1).to(enc.outputs.dtype)  # (batch, src_len, 1)
+            return (enc.outputs * mask).sum(dim=1) / mask.sum(dim=1)
+        h = enc.final[0] if isinstance(enc.final, tuple) else enc.final
         top = h.view(self.shapes.encoder_layers, self.shapes.directions, h.size(1), h.size(2))[-1]
-        return top.transpose(0, 1).reshape(h.size(1), -1)  # (batch, hidden * directions)
+        return top.transpose(0, 1).reshape(h.size(1), -1)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         enc = self.encoder(src, src_lengths)
         attention = self.decoder.attention
         memory = Memory(
-            context=self.context_vector(enc.final) if self.decoder.feed_context else None,
+            context=self.context_vector(enc) if self.decoder.feed_context else None,
             outputs=enc.outputs if attention is not None else None,
             keys=attention.keys(enc.outputs) if attention is not None else None,
             mask=enc.mask if attention is not None else None,

@@ -108,6 +108,22 @@ def test_context_vector_reaches_every_step():
     assert torch.allclose(blind(src, lengths, tgt)[0, -1], blind(other, lengths, tgt)[0, -1])
 
 
+@pytest.mark.parametrize("context", ["final", "max", "mean"])
+def test_context_vector_ignores_padding(context):
+    """A sentence's context vector is the same alone and padded in a batch; pooling reads only real positions."""
+    model = Seq2Seq(small(context=context), SRC_V, TGT_V).eval()
+    src, lengths, _ = batch()
+    memory, _ = model.encode(src, lengths)
+    for row in range(3):
+        n = int(lengths[row])
+        alone, _ = model.encode(src[row : row + 1, :n], lengths[row : row + 1])
+        assert torch.allclose(memory.context[row], alone.context[0], atol=1e-6)
+    outputs = model.encoder(src, lengths).outputs[1, :4]  # row 1's real positions
+    pooled = {"max": outputs.amax(0), "mean": outputs.mean(0)}.get(context)
+    if pooled is not None:
+        assert torch.allclose(memory.context[1], pooled, atol=1e-6)
+
+
 def test_tied_embeddings_share_weights():
     model = Seq2Seq(small(tie_embeddings=True, tie_src_tgt_embeddings=True), TGT_V, TGT_V)
     assert model.decoder.output.weight is model.decoder.embedding.weight

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from nmt.data import pad_sources
 from nmt.errors import NMTError
 from nmt.model import Seq2Seq
 from nmt.precision import autocast, describe, prepare_for_search, resolve_search_dtype
-from nmt.search import Hypothesis, beam_search, greedy_search, max_output_lengths
+from nmt.search import beam_search, greedy_search, max_output_lengths
 from nmt.tokenizer import Tokenizer
 
 
@@ -119,31 +117,20 @@ class Translator:
         if not todo:
             return results
         order = sorted(range(len(todo)), key=lambda j: len(ids[j]))
-        chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-
-        def search(chunk: list[int]) -> list[list[Hypothesis]]:
-            src, lengths = pad_sources([ids[j] for j in chunk])
-            src, lengths = src.to(self.device), lengths.to(self.device)
-            limits = max_output_lengths(lengths, decode.max_length_ratio, decode.max_length_offset)
-            if max_length is not None:
-                limits = limits.clamp(max=max_length + 1)
-            with torch.inference_mode(), autocast(self.dtype, self.device):  # both are per thread
-                if beam_size == 1:
-                    return greedy_search(self.model, src, lengths, limits, alpha)
-                return beam_search(self.model, src, lengths, limits, beam_size, n_best, alpha)
-
         was_training = self.model.training
         self.model.eval()
-        # Several batches at once, one per torch thread with one thread each (CPU): 1.1-1.2x the throughput of one
-        # batch at a time on all threads, the same translations.
-        threads = torch.get_num_threads()
-        workers = min(threads, len(chunks)) if self.device.type == "cpu" else 1
-        pool = None
-        if workers > 1:
-            pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(threads // workers,))
-        with pool or nullcontext():
-            searched = pool.map(search, chunks) if pool else map(search, chunks)
-            for chunk, hyps in zip(chunks, searched, strict=True):
+        with torch.inference_mode(), autocast(self.dtype, self.device):
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                src, lengths = pad_sources([ids[j] for j in chunk])
+                src, lengths = src.to(self.device), lengths.to(self.device)
+                limits = max_output_lengths(lengths, decode.max_length_ratio, decode.max_length_offset)
+                if max_length is not None:
+                    limits = limits.clamp(max=max_length + 1)
+                if beam_size == 1:
+                    hyps = greedy_search(self.model, src, lengths, limits, alpha)
+                else:
+                    hyps = beam_search(self.model, src, lengths, limits, beam_size, n_best, alpha)
                 for j, sentence_hyps in zip(chunk, hyps, strict=True):
                     texts_out = self.tgt_tokenizer.decode([h.tokens for h in sentence_hyps])
                     results[todo[j]] = [Translation(t, h.score) for t, h in zip(texts_out, sentence_hyps, strict=True)]

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nmt import __version__
 from nmt.bundle import CONFIG_FILE, WEIGHTS_FILE, check_ensemble, read_metadata, read_run_config
+from nmt.config import Config
 from nmt.errors import NMTError
 from nmt.machine import machine_info
 from serve.api import TranslationAPI
@@ -86,14 +87,13 @@ def model_members(values: list[str]) -> list[tuple[Path, ...]]:
     return found
 
 
-def load_model(members: tuple[Path, ...], max_beam: int) -> Model:
-    """A served model (or ensemble) from its run directories' configs and metadata (no weights are loaded here);
-    the first member's config decides the pair, the name and the decode settings."""
+def load_model(members: tuple[Path, ...], config: Config, max_beam: int) -> Model:
+    """A served model (or ensemble) from its run directories' metadata and the first member's `config`, which
+    decides the pair, the name and the decode settings (no weights are loaded here)."""
     for run_dir in members:
         if not (run_dir / WEIGHTS_FILE).is_file():
             raise NMTError(f"no trained weights in {run_dir} (missing {WEIGHTS_FILE})")
     run_dir = members[0]
-    config = read_run_config(run_dir)
     if config.decode.beam_size > max_beam:
         raise NMTError(f"--max-beam-size {max_beam} is below the beam size {config.decode.beam_size} of {run_dir}")
     meta = read_metadata(run_dir)
@@ -110,11 +110,11 @@ def load_model(members: tuple[Path, ...], max_beam: int) -> Model:
 def load_models(args: argparse.Namespace) -> tuple[dict[str, Model], int]:
     """The served models by pair (two models for one pair are an error), and the largest beam a request may ask."""
     members = model_members(args.model)
-    configs = [read_run_config(path) for group in members for path in group]
-    max_beam = args.max_beam_size or min(config.decode.max_beam_size for config in configs)
+    configs = {path: read_run_config(path) for group in members for path in group}
+    max_beam = args.max_beam_size or min(config.decode.max_beam_size for config in configs.values())
     models: dict[str, Model] = {}
     for group in members:
-        model = load_model(group, max_beam)
+        model = load_model(group, configs[group[0]], max_beam)
         if model.pair in models:
             raise NMTError(f"two models for {model.pair}: {models[model.pair].where} and {model.where}")
         models[model.pair] = model

@@ -1,5 +1,6 @@
 """The encoder: an RNN over the source that yields its states (for attention) and the final states of every layer
-and direction (for the bridge to the decoder; `Seq2Seq.context_vector` builds the summary vector from them)."""
+and direction (for the bridge to the decoder); `Seq2Seq.context_vector` builds the summary vector from one or the
+other (`model.context`)."""
 
 from __future__ import annotations
 

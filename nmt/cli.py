@@ -14,6 +14,7 @@ from nmt import __version__
 from nmt.cli_types import positive_int
 from nmt.errors import NMTError
 from nmt.precision import add_dtype_argument, bound_onednn_caches
+from nmt.runtime import malloc_defaults, openmp_defaults
 
 SPLIT_ROLES = {"train": "train_split", "valid": "valid_split", "validation": "valid_split", "test": "test_split"}
 
@@ -235,19 +236,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def openmp_defaults() -> None:
-    """Make OpenMP worker threads spin only briefly before sleeping (GNU libgomp, which CPU torch uses).
-
-    Measured with two training processes on 2 cores: libgomp's default spinning gives 3x less total throughput
-    than GOMP_SPINCOUNT=1000, which is as fast as the default for one process alone (README, "Performance").
-    Must run before torch is imported; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
-    """
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        os.environ["GOMP_SPINCOUNT"] = "1000"
-
-
 def main(argv: list[str] | None = None) -> int:
     openmp_defaults()
+    malloc_defaults()
     bound_onednn_caches()  # before any oneDNN primitive, in this process and in the servers' workers it starts
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(_command(argv))

@@ -1,7 +1,7 @@
 """Process-wide settings the `nmt` command makes at start: OpenMP's idle spinning and glibc malloc's thresholds.
 
-Each applies to this process and, through the environment, to the processes it starts (server workers, training
-processes); a setting the user already made in the environment wins.
+Each applies to this process and, through the environment, to the processes it starts (the server's workers); a
+setting the user already made in the environment wins.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def openmp_defaults() -> None:
     """Make OpenMP worker threads spin only briefly before sleeping (GNU libgomp, which CPU torch uses).
 
     Measured with two training processes on 2 cores: libgomp's default spinning gives 3x less total throughput
-    than GOMP_SPINCOUNT=1000, which is as fast as the default for one process alone (README, "Performance").
+    than GOMP_SPINCOUNT=1000, which is as fast as the default for one process alone (docs/performance_baseline.md).
     Must run before torch is imported; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
     """
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
@@ -46,10 +46,9 @@ def malloc_defaults() -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    for name, param in MALLOC_VARIABLES.items():
-        if not mallopt(param, MALLOC_THRESHOLD):
-            return False
-        os.environ[name] = str(MALLOC_THRESHOLD)
+    if not all(mallopt(param, MALLOC_THRESHOLD) for param in MALLOC_VARIABLES.values()):
+        return False
+    os.environ.update(dict.fromkeys(MALLOC_VARIABLES, str(MALLOC_THRESHOLD)))
     return True
 
 

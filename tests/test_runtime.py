@@ -42,7 +42,7 @@ def test_malloc_defaults_reuse_freed_memory_instead_of_paging_it_in_again():
 
 
 @glibc_only
-def test_nmt_sets_the_thresholds_for_itself_and_the_processes_it_starts(monkeypatch):
+def test_the_nmt_command_sets_the_thresholds_for_the_processes_it_starts(monkeypatch):
     for name in MALLOC_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)

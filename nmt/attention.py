@@ -16,6 +16,8 @@ def _attend(scores: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> t
 class BahdanauAttention(nn.Module):
     """score(q, m) = v^T tanh(W_q q + W_m m); the memory projection is computed once per source."""
 
+    keys_only_in_matmuls = False  # the keys are added to the query, not multiplied
+
     def __init__(self, query_size: int, memory_size: int, attention_size: int):
         super().__init__()
         self.key_proj = nn.Linear(memory_size, attention_size, bias=False)
@@ -34,6 +36,8 @@ class BahdanauAttention(nn.Module):
 
 class LuongAttention(nn.Module):
     """score(q, m) = q^T W m (general) or q^T m (dot); W m is computed once per source."""
+
+    keys_only_in_matmuls = True
 
     def __init__(self, query_size: int, memory_size: int, score: str):
         super().__init__()

@@ -98,10 +98,20 @@ class Seq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         enc = self.encoder(src, src_lengths)
         attention = self.decoder.attention
+        outputs = keys = None
+        if attention is not None:
+            outputs, keys = enc.outputs, attention.keys(enc.outputs)  # (batch, src_len, memory), (.., key)
+            if not torch.is_grad_enabled() and torch.is_autocast_enabled(src.device.type):
+                # Search under autocast: cast once what only matrix products read, which autocast would cast to
+                # the same values at every step. (Training keeps the per-step casts: their gradients add in fp32.)
+                low = torch.get_autocast_dtype(src.device.type)
+                outputs = outputs.to(low)
+                if attention.keys_only_in_matmuls:
+                    keys = outputs if keys is enc.outputs else keys.to(low)  # Luong `dot`: the keys are the outputs
         memory = Memory(
             context=self.context_vector(enc) if self.decoder.feed_context else None,
-            outputs=enc.outputs if attention is not None else None,
-            keys=attention.keys(enc.outputs) if attention is not None else None,
+            outputs=outputs,
+            keys=keys,
             mask=enc.mask if attention is not None else None,
         )
         state = DecoderState(self.bridge(enc.final), self.decoder.initial_feed(src.size(0), enc.outputs))

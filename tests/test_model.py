@@ -145,3 +145,28 @@ def test_teacher_forcing_below_one_runs_stepwise():
     free = model(src, lengths, tgt, teacher_forcing=0.0)
     assert free.shape == full.shape
     assert not torch.allclose(free[:, 1:], full[:, 1:])
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8+bf16"])
+@pytest.mark.parametrize(("attention", "score"), [("luong", "general"), ("luong", "dot"), ("bahdanau", "general")])
+def test_search_casts_the_memory_once_with_the_same_steps(attention, score, dtype):
+    """Under autocast without gradients `encode` casts the attention memory to bf16 once (autocast would cast it at
+    every step); the decoder's steps are exactly those of the per-step casts, which training keeps."""
+    from nmt.precision import prepare_for_search
+
+    model = Seq2Seq(small(attention=attention, luong_score=score, bidirectional=False), SRC_V, TGT_V).eval()
+    model = prepare_for_search(model, dtype)
+    src, lengths, tgt = batch()
+    logits = {}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for grad in (True, False):
+            with torch.set_grad_enabled(grad):
+                memory, state = model.encode(src, lengths)
+            assert (memory.outputs.dtype == torch.bfloat16) is not grad
+            with torch.no_grad():
+                steps = []
+                for t in range(tgt.size(1)):
+                    out, state = model.decoder(tgt[:, t : t + 1], state, memory)
+                    steps.append(out)
+            logits[grad] = torch.cat(steps, dim=1)
+    assert torch.equal(logits[True], logits[False])

@@ -1,3 +1,3 @@
-from nmt.cli import main
+from nmt.cli import run
 
-raise SystemExit(main())
+run()

@@ -1,4 +1,8 @@
-"""Attention over encoder states: Bahdanau (additive) and Luong (general or dot)."""
+"""Attention over encoder states: Bahdanau (additive) and Luong (general or dot).
+
+A query has `beams` rows per memory row (rows sentence-major): beam search keeps one copy of each sentence's
+memory for all its beams, whose queries read it in one matrix product; training and greedy search have one.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from torch import nn
 
 
 def _attend(scores: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    # scores (batch, steps, src_len), mask (batch, src_len), values (batch, src_len, mem)
+    # scores (batch, queries, src_len), mask (batch, src_len), values (batch, src_len, mem)
     scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     return torch.bmm(weights, values)  # (batch, steps, mem)
@@ -28,10 +32,10 @@ class BahdanauAttention(nn.Module):
         return self.key_proj(memory)  # (batch, src_len, att)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor):
-        # query (batch, steps, query_size)
-        q = self.query_proj(query).unsqueeze(2)  # (batch, steps, 1, att)
-        scores = self.v(torch.tanh(q + keys.unsqueeze(1))).squeeze(-1)  # (batch, steps, src_len)
-        return _attend(scores, mask, memory)
+        rows, steps = query.shape[:2]
+        q = self.query_proj(query).reshape(keys.size(0), -1, 1, keys.size(2))  # (batch, beams * steps, 1, att)
+        scores = self.v(torch.tanh(q + keys.unsqueeze(1))).squeeze(-1)  # (batch, beams * steps, src_len)
+        return _attend(scores, mask, memory).view(rows, steps, -1)
 
 
 class LuongAttention(nn.Module):
@@ -47,5 +51,7 @@ class LuongAttention(nn.Module):
         return self.key_proj(memory) if self.key_proj is not None else memory  # (batch, src_len, query)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor):
-        scores = torch.bmm(query, keys.transpose(1, 2))  # (batch, steps, src_len)
-        return _attend(scores, mask, memory)
+        rows, steps = query.shape[:2]
+        q = query.reshape(keys.size(0), -1, query.size(2))  # (batch, beams * steps, query)
+        scores = torch.bmm(q, keys.transpose(1, 2))  # (batch, beams * steps, src_len)
+        return _attend(scores, mask, memory).view(rows, steps, -1)

@@ -32,7 +32,8 @@ def _select(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
 
 @dataclass
 class Memory:
-    """What the decoder reads from the encoder; fixed while decoding one sentence."""
+    """What the decoder reads from the encoder; fixed while decoding one sentence. One row per sentence: the
+    decoder's rows may hold several beams of each (sentence-major), which share their sentence's row."""
 
     context: torch.Tensor | None  # (batch, context) the summary vector, fed at every step when enabled
     outputs: torch.Tensor | None  # (batch, src_len, memory) encoder states, for attention
@@ -110,7 +111,10 @@ class Decoder(nn.Module):
             context = self.attention(query, memory.keys, memory.outputs, memory.mask)
             inputs.append(context)
         elif self.feed_context:
-            context = memory.context.unsqueeze(1).expand(-1, steps, -1)  # (batch, steps, context)
+            context = memory.context  # (batch, context), one row per sentence for all its beams
+            if (beams := emb.size(0) // context.size(0)) > 1:
+                context = context.repeat_interleave(beams, dim=0)
+            context = context.unsqueeze(1).expand(-1, steps, -1)  # (rows, steps, context)
             inputs.append(context)
         if self.input_feeding:
             inputs.append(state.feed.unsqueeze(1))

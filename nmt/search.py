@@ -84,12 +84,16 @@ def _encode(model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor):
     return memory.select(keep), state.select(keep)
 
 
-def _step_log_probs(model: SearchModel, tokens: torch.Tensor, state, memory):
-    """One decoder step; fewer than MIN_ROWS rows are padded with copies of the first (see `_encode`)."""
+def _step_log_probs(model: SearchModel, tokens: torch.Tensor, state, memory, beams: int = 1):
+    """One decoder step over `beams` rows per sentence (sentence-major; the memory has one row per sentence).
+    Fewer than MIN_ROWS rows are padded with copies of the first sentence's rows (see `_encode`)."""
     rows = tokens.size(0)
     if rows < MIN_ROWS:
-        pad = torch.cat([torch.arange(rows), torch.zeros(MIN_ROWS - rows, dtype=torch.long)]).to(tokens.device)
-        logits, state = model.decoder(tokens[pad], state.select(pad), memory.select(pad))
+        sentences = rows // beams
+        first = torch.zeros(-(-MIN_ROWS // beams) - sentences, dtype=torch.long)
+        sentence_pad = torch.cat([torch.arange(sentences), first]).to(tokens.device)
+        pad = (sentence_pad.unsqueeze(1) * beams + torch.arange(beams, device=tokens.device)).view(-1)
+        logits, state = model.decoder(tokens[pad], state.select(pad), memory.select(sentence_pad))
         logits, state = logits[:rows], state.select(pad[:rows])
     else:
         logits, state = model.decoder(tokens, state, memory)
@@ -145,9 +149,8 @@ def beam_search(
     """
     k, n, device = beam_size, src.size(0), src.device
     n_best = min(n_best, k)
-    memory, state = _encode(model, src, src_lengths)
-    rows = torch.arange(n, device=device).repeat_interleave(k)
-    memory, state = memory.select(rows), state.select(rows)
+    memory, state = _encode(model, src, src_lengths)  # memory: one row per sentence for its k beams
+    state = state.select(torch.arange(n, device=device).repeat_interleave(k))
     limit = int(max_lengths.max())
     best_bound = _length_penalties(max_lengths, alpha)  # largest penalty a sentence can reach
     active = torch.arange(n, device=device)  # original ids of sentences still searching
@@ -161,7 +164,7 @@ def beam_search(
     slot = torch.arange(2 * k, device=device)
     for t in range(limit):
         m = active.numel()
-        log_probs, state = _step_log_probs(model, tokens, state, memory)  # (m * k, vocab)
+        log_probs, state = _step_log_probs(model, tokens, state, memory, k)  # (m * k, vocab)
         forced = (max_lengths[active] <= t + 1).repeat_interleave(k)
         log_probs = _force_eos(log_probs, forced)
         vocab = log_probs.size(-1)
@@ -202,7 +205,7 @@ def beam_search(
             active, alive_scores, alive_seqs = active[keep], alive_scores[keep], alive_seqs[keep]
             reorder = reorder.view(m, k)[keep].view(-1)
             tokens = tokens.view(m, k)[keep].view(-1, 1)
-            memory = memory.select((keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1))
+            memory = memory.select(keep)
         state = state.select(reorder)
     scores, seqs, lens = fin_scores.cpu(), fin_seqs.cpu(), fin_len.cpu()
     results = []

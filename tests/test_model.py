@@ -55,6 +55,32 @@ def test_padding_in_the_batch_does_not_change_a_sentence(attention):
     assert torch.allclose(together[2:], alone, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(attention="luong", luong_score="general"),
+        dict(attention="luong", luong_score="dot", bidirectional=False),
+        dict(attention="bahdanau"),
+        dict(attention="none", feed_context=True),
+    ],
+)
+def test_beams_sharing_their_sentences_memory_step_as_with_a_copy_each(kw):
+    """Beam search keeps one memory row per sentence for its beams (rows sentence-major): each step equals the
+    step with the memory repeated for every beam."""
+    model = Seq2Seq(small(**kw), SRC_V, TGT_V).eval()
+    src, lengths, tgt = batch()
+    beams = 4
+    memory, state = model.encode(src, lengths)
+    rows = torch.arange(3).repeat_interleave(beams)
+    state = state.select(rows)
+    tokens = torch.randint(4, TGT_V, (3 * beams, 1))
+    shared, shared_state = model.decoder(tokens, state, memory)
+    copied, copied_state = model.decoder(tokens, state, memory.select(rows))
+    assert shared.shape == (3 * beams, 1, TGT_V)
+    assert torch.allclose(shared, copied, atol=1e-6)
+    assert torch.allclose(shared_state.hidden[0], copied_state.hidden[0], atol=1e-6)
+
+
 def test_bridge_handles_layer_and_size_mismatch():
     config = small(encoder_layers=3, decoder_layers=2, hidden_size=20, encoder_hidden_size=8, bidirectional=True)
     model = Seq2Seq(config, SRC_V, TGT_V).eval()

@@ -14,7 +14,7 @@ def _attend(scores: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> t
     # scores (batch, queries, src_len), mask (batch, src_len), values (batch, src_len, mem)
     scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
     weights = torch.softmax(scores, dim=-1)
-    return torch.bmm(weights, values)  # (batch, steps, mem)
+    return torch.bmm(weights, values)  # (batch, queries, mem)
 
 
 class BahdanauAttention(nn.Module):

@@ -131,9 +131,9 @@ class Translator:
                     hyps = greedy_search(self.model, src, lengths, limits, alpha)
                 else:
                     hyps = beam_search(self.model, src, lengths, limits, beam_size, n_best, alpha)
+                texts_out = iter(self.tgt_tokenizer.decode([h.tokens for sentence in hyps for h in sentence]))
                 for j, sentence_hyps in zip(chunk, hyps, strict=True):
-                    texts_out = self.tgt_tokenizer.decode([h.tokens for h in sentence_hyps])
-                    results[todo[j]] = [Translation(t, h.score) for t, h in zip(texts_out, sentence_hyps, strict=True)]
+                    results[todo[j]] = [Translation(next(texts_out), h.score) for h in sentence_hyps]
                 if progress is not None:
                     progress(len(chunk))
         self.model.train(was_training)

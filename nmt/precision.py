@@ -147,7 +147,7 @@ def prepare_for_search(model: Seq2Seq, dtype: str) -> Seq2Seq:
         return model
     spec: dict = dict.fromkeys((nn.LSTM, nn.GRU, nn.Linear), torch.ao.quantization.default_dynamic_qconfig)
     if dtype == "int8+bf16":
-        spec["decoder.output"] = None  # the output layer runs in bf16 under autocast: faster than int8 there
+        spec["decoder.output"] = None  # in bf16 under autocast: less quality lost than int8 (docs/performance.md)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch deprecates the quantized tensor constructors it uses here
         return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)

@@ -128,12 +128,17 @@ def describe(precision: str, device: torch.device | str) -> str:
     return f"precision {precision} on {device.type} ({where}){slow}"
 
 
+def uses_autocast(precision: str) -> bool:
+    """Whether `precision` runs under bf16 autocast (bf16, int8+bf16) rather than as the weights are (fp32, int8)."""
+    return precision in ("bf16", "int8+bf16")
+
+
 def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
     """bf16 autocast for the precisions that use it; a no-op context for fp32 and int8."""
     import torch
 
     device = torch.device(device)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision in ("bf16", "int8+bf16"))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_autocast(precision))
 
 
 def prepare_for_search(model: Seq2Seq, dtype: str) -> Seq2Seq:

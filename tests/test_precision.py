@@ -134,6 +134,20 @@ def test_search_in_every_precision_translates_as_fp32(bf16_reversal, beam):
         assert bleu(out[dtype], refs) > fp32_bleu - 3, dtype
 
 
+@pytest.mark.slow
+def test_bf16_search_casts_each_weight_once_per_call(bf16_reversal):
+    """Autocast's bf16 copy of a weight serves every step of a call (under inference_mode autocast keeps none and
+    casts each weight again at every step: 12% of a bf16 greedy search)."""
+    task, run_dir = bf16_reversal
+    translator = Translator.from_run_dir(run_dir, dtype="bf16")
+    shape = list(translator.model.decoder.output.weight.shape)  # (vocabulary, readout): no other tensor has it
+    sources = (task / "test.src").read_text().splitlines()[:20]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        steps = max(len(r[0].text.split()) for r in translator.translate(sources, beam_size=3))
+    casts = [e for e in prof.events() if e.name == "aten::copy_" and e.input_shapes and e.input_shapes[0] == shape]
+    assert steps > 3 and len(casts) == 1, (steps, len(casts))
+
+
 def test_from_run_dir_rejects_conflicting_quantize_and_dtype(tmp_path):
     with pytest.raises(NMTError, match="disagree"):
         Translator.from_run_dir(tmp_path, dtype="bf16", quantize="int8")

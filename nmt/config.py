@@ -130,7 +130,7 @@ class DecodeConfig(Section):
         return self.batch_size or max(1, self.batch_rows // beam_size)
 
     max_beam_size: int = Field(16, ge=1)  # cap for server requests
-    dtype: SearchDtype = "auto"  # search precision; auto: bf16 where bf16 is native, else fp32 (nmt.precision)
+    dtype: SearchDtype = "auto"  # search precision; auto: int8, bf16 or fp32 by what the machine has (nmt.precision)
 
 
 class Config(Section):

@@ -4,11 +4,13 @@ Training runs the forward pass and the loss under bf16 autocast (`torch.autocast
 gradients and Adam's moments stay fp32. Search runs in one of `SEARCH_DTYPES`:
   fp32       as trained;
   bf16       under bf16 autocast: the LSTM (oneDNN), attention, readout and output layer in bf16;
-  int8       dynamic int8 quantization of the RNN and every linear layer;
-  int8+bf16  int8 RNN and inner linear layers, the output layer (the 8,000-way softmax input) in bf16.
-"auto" (the default of search) picks bf16 on a machine with native bf16 (CPU: avx512_bf16 or AMX; GPU: one that
-supports bf16) and fp32, exactly as before, anywhere else; int8 is faster still on CPU but scales activations per
-batch, so its answers depend on the batch (docs/performance.md). Training stays fp32 unless asked.
+  int8       row-wise dynamic int8 (`nmt.int8`) of the RNNs and every linear layer: each input row and each weight
+             row has its own scale, the products sum in integers, so a sentence's answer does not depend on its
+             batch (as in fp32 and bf16);
+  int8+bf16  int8 RNNs and inner linear layers, the output layer (the 8,000-way softmax input) in bf16.
+"auto" (the default of search) picks int8 on a CPU with int8 dot products (VNNI or AMX), bf16 where bf16 is native
+(a CPU without them, or a GPU that supports bf16) and fp32, exactly as before, anywhere else. Training stays fp32
+unless asked.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import argparse
 import contextlib
 import functools
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -34,8 +35,8 @@ TRAIN_PRECISIONS: tuple[str, ...] = get_args(TrainPrecision)
 SEARCH_DTYPES: tuple[str, ...] = get_args(SearchDtype)
 # What "auto" means where bf16 is native; fp32 wherever it is not.
 AUTO_TRAIN = "bf16"
-AUTO_SEARCH = "bf16"  # batch-invariant like fp32 (int8 scales by batch); within 0.3 BLEU
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
+CPU_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products in hardware (oneDNN's int8 matmul)
 # oneDNN primitives (compiled kernels) kept per cache; oneDNN's and PyTorch's default is 1,024 each
 ONEDNN_CACHE_CAPACITY = 64
 ONEDNN_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")  # oneDNN's; PyTorch's ideep
@@ -47,7 +48,8 @@ def bound_onednn_caches() -> None:
     bf16 matmuls and LSTMs run in oneDNN, which compiles a primitive for every new shape; a search meets new
     shapes with every batch (rows x source length). With the default 1,024 per cache a bf16 search process grew
     537 MB over 600 random batches and still grew; capped at 64 it stays flat, 18% slower on that workload
-    (docs/performance.md). fp32 and int8 matmuls run in MKL and FBGEMM, unaffected. A variable already set wins.
+    (docs/performance.md). int8 matmuls (`torch._int_mm`) run in oneDNN too; fp32 ones in MKL, unaffected. A
+    variable already set wins.
     """
     for name in ONEDNN_CACHE_VARIABLES:
         os.environ.setdefault(name, str(ONEDNN_CACHE_CAPACITY))
@@ -78,9 +80,20 @@ def bf16_native(device: torch.device | str = "cpu") -> bool:
     return any(flag in cpu_flags() for flag in CPU_BF16_FLAGS)
 
 
-def cpu_bf16_note() -> str:
-    flags = [f for f in CPU_BF16_FLAGS if f in cpu_flags()]
-    return f"native bf16: {', '.join(flags)}" if flags else "no native bf16 on this CPU"
+def int8_native(device: torch.device | str = "cpu") -> bool:
+    """True on a CPU with int8 dot-product instructions (VNNI, AMX), where row-wise int8 search is fastest."""
+    import torch
+
+    return torch.device(device).type == "cpu" and any(flag in cpu_flags() for flag in CPU_INT8_FLAGS)
+
+
+def cpu_note() -> str:
+    """Which of the fast formats' CPU flags this CPU has."""
+    bf16 = [f for f in CPU_BF16_FLAGS if f in cpu_flags()]
+    int8 = [f for f in CPU_INT8_FLAGS if f in cpu_flags()]
+    return (f"native bf16: {', '.join(bf16)}" if bf16 else "no native bf16") + (
+        f"; int8 dot products: {', '.join(int8)}" if int8 else "; no int8 dot products"
+    )
 
 
 def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
@@ -88,8 +101,9 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype",
         choices=SEARCH_DTYPES,
-        help="search precision: fp32, bf16, int8 (dynamic, CPU), int8+bf16 (int8 RNN, bf16 output layer), or auto "
-        "(bf16 where bf16 is native, else fp32); default: the model config's decode.dtype (auto)",
+        help="search precision: fp32, bf16, int8 (row-wise dynamic, CPU), int8+bf16 (int8 RNN, bf16 output layer), "
+        "or auto (int8 on a CPU with int8 dot products, else bf16 where it is native, else fp32); default: the "
+        "model config's decode.dtype (auto)",
     )
     parser.add_argument("--quantize", choices=["int8"], help="same as --dtype int8 (older spelling)")
 
@@ -109,9 +123,9 @@ def resolve_search_dtype(requested: str, device: torch.device | str) -> str:
     if requested not in SEARCH_DTYPES:
         raise NMTError(f"unknown dtype '{requested}' (choose from {', '.join(SEARCH_DTYPES)})")
     if requested == "auto":
-        if not bf16_native(device):
-            return "fp32"
-        return AUTO_SEARCH
+        if int8_native(device):
+            return "int8"
+        return "bf16" if bf16_native(device) else "fp32"
     if requested.startswith("int8") and device.type != "cpu":
         raise NMTError(f"dtype {requested} (dynamic int8 quantization) runs on CPU only, not on {device}")
     return requested
@@ -123,7 +137,7 @@ def describe(precision: str, device: torch.device | str) -> str:
 
     device = torch.device(device)
     native = bf16_native(device)
-    where = cpu_bf16_note() if device.type == "cpu" else ("bf16 supported" if native else "no bf16 support")
+    where = cpu_note() if device.type == "cpu" else ("bf16 supported" if native else "no bf16 support")
     slow = " (bf16 emulated: likely slower than fp32)" if "bf16" in precision and not native else ""
     return f"precision {precision} on {device.type} ({where}){slow}"
 
@@ -142,17 +156,14 @@ def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractC
 
 
 def prepare_for_search(model: Seq2Seq, dtype: str) -> Seq2Seq:
-    """The model to search with in `dtype` (resolved): int8 quantizes a copy's layers; the others are unchanged
-    (bf16 comes from `autocast` around the search, so the fp32 weights stay the master copy)."""
-    import torch
-    from torch import nn
+    """The model to search with in `dtype` (resolved): int8 quantizes a copy's layers (`nmt.int8`); the others are
+    unchanged (bf16 comes from `autocast` around the search, so the fp32 weights stay the master copy)."""
+    import copy
+
+    from nmt import int8
 
     bound_onednn_caches()  # for library users; `nmt` sets them at start, and only the first setting counts
     if not dtype.startswith("int8"):
         return model
-    spec: dict = dict.fromkeys((nn.LSTM, nn.GRU, nn.Linear), torch.ao.quantization.default_dynamic_qconfig)
-    if dtype == "int8+bf16":
-        spec["decoder.output"] = None  # in bf16 under autocast: less quality lost than int8 (docs/performance.md)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch deprecates the quantized tensor constructors it uses here
-        return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
+    keep = ("decoder.output",) if dtype == "int8+bf16" else ()  # in bf16 under autocast
+    return int8.quantize(copy.deepcopy(model), keep=keep)

@@ -56,7 +56,7 @@ def test_bench_translate_default_test_set_with_bleu(tiny_run, tmp_path):
     r = json.loads(report.read_text())
     assert r["sentences"] == 1000 and r["input"].endswith("test_2016_flickr.de")
     assert r["whole_process_seconds"] > r["translate_seconds"] > 0 and r["peak_memory_mib"] > 0
-    default = resolve_search_dtype("auto", "cpu")  # the shipped decode.dtype: bf16 where native, else fp32
+    default = resolve_search_dtype("auto", "cpu")  # the shipped decode.dtype: int8, bf16 or fp32 by the CPU
     assert r["dtype"] == default and r["peak_gflops"] == max(r["peaks_gflops"].values())
     # The BLEU is the one `nmt evaluate` gives for the same model, split and beam: the same hypotheses scored
     # against the test set's references (a wrong reference file, order or tokenization would change it).

@@ -17,6 +17,7 @@ from nmt.cli import build_parser
 from nmt.config import ModelConfig, config_from_dict
 from nmt.errors import NMTError
 from nmt.evaluation import bleu
+from nmt.int8 import Int8Linear, Int8RNN
 from nmt.model import Seq2Seq
 from nmt.prediction import Translator
 
@@ -60,7 +61,7 @@ def test_auto_is_fp32_where_bf16_is_not_native(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     if torch.backends.mkldnn.is_available():
         assert precision.resolve_train_precision("auto", "cpu") == precision.AUTO_TRAIN
-        assert precision.resolve_search_dtype("auto", "cpu") == precision.AUTO_SEARCH
+        assert precision.resolve_search_dtype("auto", "cpu") == "bf16"  # bf16 but no int8 dot products
     assert precision.resolve_train_precision("fp32", "cpu") == "fp32"
 
 
@@ -69,18 +70,27 @@ def test_int8_is_cpu_only():
         precision.resolve_search_dtype("int8+bf16", "cuda")
 
 
-def test_mixed_precision_keeps_the_output_layer_for_bf16():
+def test_int8_quantizes_a_copy_and_mixed_keeps_the_output_layer_for_bf16():
     model = Seq2Seq(ModelConfig(embedding_dim=8, hidden_size=16, attention="luong"), 30, 30).eval()
     kinds = {}
     for dtype in ("int8", "int8+bf16"):
         quantized = precision.prepare_for_search(model, dtype)
-        kinds[dtype] = {name: type(m).__module__ for name, m in quantized.named_modules()}
-        assert "quantized.dynamic" in kinds[dtype]["decoder.rnn"]
-        assert "quantized.dynamic" in kinds[dtype]["encoder.rnn"]
-    assert "quantized.dynamic" in kinds["int8"]["decoder.output"]
-    assert kinds["int8+bf16"]["decoder.output"] == "torch.nn.modules.linear"
+        kinds[dtype] = {name: type(m) for name, m in quantized.named_modules()}
+        assert kinds[dtype]["decoder.rnn"] is Int8RNN and kinds[dtype]["encoder.rnn"] is Int8RNN
+        assert kinds[dtype]["decoder.readout"] is Int8Linear and kinds[dtype]["bridge.maps.0"] is Int8Linear
+    assert kinds["int8"]["decoder.output"] is Int8Linear
+    assert kinds["int8+bf16"]["decoder.output"] is torch.nn.Linear
     assert type(model.decoder.rnn) is torch.nn.LSTM  # the fp32 model is left as it was
     assert precision.prepare_for_search(model, "bf16") is model
+
+
+def test_auto_search_is_int8_where_the_cpu_has_int8_dot_products(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni", "avx512_bf16"}))
+    assert precision.resolve_search_dtype("auto", "cpu") == "int8"
+    assert "int8 dot products: avx512_vnni" in precision.describe("int8", "cpu")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert precision.resolve_search_dtype("auto", "cpu") == "fp32"
+    assert "no int8 dot products" in precision.describe("fp32", "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +171,7 @@ def test_server_worker_searches_in_the_requested_dtype(bf16_reversal):
     api = TranslationAPI({"src-tgt": (str(run_dir),)}, threads=1, dtype="int8+bf16", max_batch_size=1)
     api.setup("cpu")
     translator = api.translators["src-tgt"]
-    assert translator.dtype == "int8+bf16" and "quantized" in type(translator.model.decoder.rnn).__module__
+    assert translator.dtype == "int8+bf16" and type(translator.model.decoder.rnn) is Int8RNN
 
 
 MEMORY_PROBE = """

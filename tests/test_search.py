@@ -7,7 +7,7 @@ from torch import nn
 from nmt.config import ModelConfig
 from nmt.decoder import DecoderState, Memory
 from nmt.model import Seq2Seq
-from nmt.precision import autocast
+from nmt.precision import autocast, prepare_for_search
 from nmt.search import beam_search, greedy_search, length_penalty, max_output_lengths
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -169,18 +169,18 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8", "int8+bf16"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("attention", ["none", "luong", "bahdanau"])
 def test_a_sentence_searches_the_same_in_any_batch(attention, cell, precision, one_thread):
-    """Bit for bit (one thread, fp32 and bf16 autocast): a sentence's hypotheses and scores do not depend on the
-    sentences searched with it, so a server's answer does not depend on the requests batched with it or on what
-    its cache held."""
+    """Bit for bit (one thread; fp32, bf16 autocast and row-wise int8): a sentence's hypotheses and scores do not
+    depend on the sentences searched with it, so a server's answer does not depend on the requests batched with it
+    or on what its cache held."""
     torch.manual_seed(5)
     config = ModelConfig(
         embedding_dim=32, hidden_size=64, encoder_layers=2, decoder_layers=2, cell=cell, attention=attention
     )
-    model = Seq2Seq(config, 60, 60).eval()
+    model = prepare_for_search(Seq2Seq(config, 60, 60).eval(), precision)
     generator = torch.Generator().manual_seed(6)
     sentences = [torch.randint(4, 60, (n,), generator=generator).tolist() + [EOS_ID] for n in (1, 2, 5, 9, 14, 21, 33)]
 

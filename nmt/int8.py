@@ -44,7 +44,7 @@ class Int8Matrix(nn.Module):
         x = x.detach()
         lead = x.shape[:-1]
         values, row_scale = quantize_rows(x.reshape(-1, x.size(-1)))
-        out = torch.mul(torch._int_mm(values, self.values), row_scale)  # (rows, out) fp32
+        out = torch._int_mm(values, self.values).float().mul_(row_scale)  # (rows, out)
         add = self.bias if add is None else add
         out = out.mul_(self.scale) if add is None else torch.addcmul(add, out, self.scale, out=out)
         return out.view(*lead, out.size(-1))

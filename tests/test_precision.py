@@ -180,7 +180,7 @@ import torch
 from nmt.prediction import Translator
 
 torch.set_num_threads(1)
-translator = Translator.from_run_dir(sys.argv[1], dtype="bf16")
+translator = Translator.from_run_dir(sys.argv[1], dtype=sys.argv[3])
 sources = open(sys.argv[2], encoding="utf-8").read().splitlines()
 rng = random.Random(0)
 
@@ -199,15 +199,18 @@ print(resident_mb() - before)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not precision.bf16_native("cpu"), reason="needs native bf16 (oneDNN's bf16 kernels)")
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc")
-def test_bf16_search_memory_levels_off(bf16_reversal, tmp_path):
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_search_memory_levels_off(bf16_reversal, tmp_path, dtype):
     """oneDNN compiles a primitive per new batch shape; capped caches keep a long-running bf16 search flat (with
-    the default 1,024 per cache this process grew by tens of MB over the second 150 batches)."""
+    the default 1,024 per cache this process grew by tens of MB over the second 150 batches). int8's matrix
+    products run in oneDNN too."""
+    if dtype == "bf16" and not precision.bf16_native("cpu"):
+        pytest.skip("needs native bf16 (oneDNN's bf16 kernels)")
     task, run_dir = bf16_reversal
     env = {k: v for k, v in os.environ.items() if k not in precision.ONEDNN_CACHE_VARIABLES}
     probe = subprocess.run(
-        [sys.executable, "-c", MEMORY_PROBE, str(run_dir), str(task / "test.src")],
+        [sys.executable, "-c", MEMORY_PROBE, str(run_dir), str(task / "test.src"), dtype],
         env=env, capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
     assert float(probe.stdout) < 8, f"grew {float(probe.stdout):.1f} MB over 150 batches"

@@ -2,7 +2,8 @@
 # Translation only, side by side in one run: the models the second run of 2026-11-29 trained (OpenNMT-py's newest
 # checkpoint before its budget, nmt's run) and the shipped context-vector model. ROUNDS rounds (default 3) of
 # OpenNMT-py (beam 5, greedy) then nmt in each precision, alternating, so that both see the same hour of the host.
-# Run at 08cd990 (results here) and again at e17f23d (results in ../side_by_side_2026-11-29d); OUT: the work folder.
+# Run at 08cd990 (results here), again at e17f23d (../side_by_side_2026-11-29d) and at f2f705d with row-wise int8
+# (../side_by_side_2026-11-29e); OUT: the work folder.
 # Run from anywhere, nothing else running: bash docs/results/side_by_side_2026-11-29c/translate.sh
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)

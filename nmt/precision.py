@@ -33,7 +33,7 @@ TrainPrecision = Literal["auto", "fp32", "bf16"]
 SearchDtype = Literal["auto", "fp32", "bf16", "int8", "int8+bf16"]
 TRAIN_PRECISIONS: tuple[str, ...] = get_args(TrainPrecision)
 SEARCH_DTYPES: tuple[str, ...] = get_args(SearchDtype)
-# What "auto" means where bf16 is native; fp32 wherever it is not.
+# What training's "auto" means where bf16 is native; fp32 wherever it is not.
 AUTO_TRAIN = "bf16"
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
 CPU_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products in hardware (oneDNN's int8 matmul)
@@ -139,6 +139,8 @@ def describe(precision: str, device: torch.device | str) -> str:
     native = bf16_native(device)
     where = cpu_note() if device.type == "cpu" else ("bf16 supported" if native else "no bf16 support")
     slow = " (bf16 emulated: likely slower than fp32)" if "bf16" in precision and not native else ""
+    if precision.startswith("int8") and not int8_native(device):
+        slow += " (no int8 dot products: likely slower than on a CPU with VNNI)"
     return f"precision {precision} on {device.type} ({where}){slow}"
 
 

@@ -91,6 +91,7 @@ def test_auto_search_is_int8_where_the_cpu_has_int8_dot_products(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
     assert precision.resolve_search_dtype("auto", "cpu") == "fp32"
     assert "no int8 dot products" in precision.describe("fp32", "cpu")
+    assert "likely slower" in precision.describe("int8", "cpu")  # asked for explicitly: runs, and says so
 
 
 @pytest.fixture(scope="module")

@@ -50,15 +50,11 @@ class Int8Matrix(nn.Module):
         return out.view(*lead, out.size(-1))
 
 
-class Int8Linear(nn.Module):
+class Int8Linear(Int8Matrix):
     """`nn.Linear` in row-wise int8."""
 
     def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self.matrix = Int8Matrix(linear.weight, linear.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.matrix(x)
+        super().__init__(linear.weight, linear.bias)
 
 
 def _tanh(x: torch.Tensor) -> torch.Tensor:

@@ -151,7 +151,7 @@ class Bundle:
 
 def load_bundle(run_dir: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Load everything needed to translate from a run directory, in eval mode on `device`."""
-    from nmt.model import Seq2Seq
+    from nmt.model import Seq2Seq, skip_initialization
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -164,7 +164,8 @@ def load_bundle(run_dir: str | Path, device: str | torch.device = "cpu") -> Bund
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise NMTError(f"no trained weights in {run_dir} (missing {WEIGHTS_FILE}; did training finish a validation?)")
-    model = Seq2Seq(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
+    with skip_initialization():
+        model = Seq2Seq(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
     load_weights(model, weights)
     model.to(device).eval()
     return Bundle(config, model, src_tok, tgt_tok, metadata)

@@ -60,6 +60,7 @@ def _force_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 MIN_ROWS = 4  # matrix products of fewer rows run other kernels (gemv, small-m), whose sums round differently
+DROP_FRACTION = 8  # greedy search drops its ended sentences' rows once they are 1/8 of the batch or more
 MIN_SOURCE_WIDTH = 32  # attention scores over fewer source positions take another kernel: pad to at least this
 
 
@@ -105,7 +106,8 @@ def greedy_search(
 ) -> list[list[Hypothesis]]:
     n, device = src.size(0), src.device
     memory, state = _encode(model, src, src_lengths)
-    active = torch.arange(n, device=device)
+    rows = torch.arange(n, device=device)  # the sentence of each row still in the batch
+    finished = torch.zeros(n, dtype=torch.bool, device=device)  # per row: ended, not yet dropped
     tokens = torch.full((n, 1), BOS_ID, dtype=torch.long, device=device)
     limit = int(max_lengths.max())
     out = torch.full((n, limit), PAD_ID, dtype=torch.long, device=device)
@@ -113,17 +115,19 @@ def greedy_search(
     out_len = torch.zeros(n, dtype=torch.long, device=device)
     for t in range(limit):
         log_probs, state = _step_log_probs(model, tokens, state, memory)
-        log_probs = _force_eos(log_probs, max_lengths[active] <= t + 1)
-        best_lp, best = log_probs.max(dim=-1)  # (active,)
-        out[active, t] = best
-        raw[active] += best_lp
-        done = best == EOS_ID
-        out_len[active[done]] = t + 1
-        if done.all():
+        log_probs = _force_eos(log_probs, max_lengths[rows] <= t + 1)
+        best_lp, best = log_probs.max(dim=-1)  # (rows,)
+        out[rows, t] = best  # read up to each sentence's end only
+        raw[rows] += best_lp.masked_fill(finished, 0)
+        done = (best == EOS_ID) & ~finished
+        out_len[rows[done]] = t + 1
+        finished |= done
+        dropped = int(finished.sum())
+        if dropped == finished.numel():
             break
-        if done.any():
-            keep = (~done).nonzero().squeeze(1)
-            active, best = active[keep], best[keep]
+        if dropped * DROP_FRACTION >= finished.numel():  # copying the memory every step costs more than the rows
+            keep = (~finished).nonzero().squeeze(1)
+            rows, best, finished = rows[keep], best[keep], finished[keep]
             state, memory = state.select(keep), memory.select(keep)
         tokens = best.unsqueeze(1)
     scores = raw / _length_penalties(out_len, alpha)

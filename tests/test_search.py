@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from nmt import search as search_module
 from nmt.config import ModelConfig
 from nmt.decoder import DecoderState, Memory
 from nmt.model import Seq2Seq
@@ -134,6 +135,27 @@ def test_batched_beam_search_equals_one_sentence_at_a_time(attention, beam_size)
             )
             assert [h.tokens for h in single[0]] == [h.tokens for h in batched[i]]
             assert [h.score for h in single[0]] == pytest.approx([h.score for h in batched[i]], abs=1e-4)
+
+
+@pytest.mark.parametrize("drop_fraction", [1, 8, 10**9])
+def test_greedy_sentences_end_where_they_end_whenever_their_rows_are_dropped(monkeypatch, drop_fraction, one_thread):
+    """Greedy search keeps ended sentences' rows until DROP_FRACTION of the batch has ended (1: until all have,
+    10**9: at once); what an ended row computes after its end never reaches its sentence's translation."""
+    monkeypatch.setattr(search_module, "DROP_FRACTION", drop_fraction)
+    model = tiny_model("luong")
+    generator = torch.Generator().manual_seed(3)
+    lengths = torch.arange(1, 21)
+    src = torch.full((20, 20), PAD_ID)
+    for i, n in enumerate(lengths.tolist()):
+        src[i, :n] = torch.randint(4, 30, (n,), generator=generator)
+    limits = max_output_lengths(lengths, 1.0, 1)  # every sentence ends at another step
+    with torch.inference_mode():
+        batched = greedy_search(model, src, lengths, limits, alpha=0.6)
+        for i, n in enumerate(lengths.tolist()):
+            alone = greedy_search(model, src[i : i + 1, :n], lengths[i : i + 1], limits[i : i + 1], alpha=0.6)[0][0]
+            assert alone.tokens == batched[i][0].tokens, i
+            assert alone.score == pytest.approx(batched[i][0].score, abs=1e-5), i
+    assert len({len(h[0].tokens) for h in batched}) > 5
 
 
 def test_beam_scores_are_the_model_log_probabilities():

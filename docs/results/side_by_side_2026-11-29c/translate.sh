@@ -3,7 +3,8 @@
 # checkpoint before its budget, nmt's run) and the shipped context-vector model. ROUNDS rounds (default 3) of
 # OpenNMT-py (beam 5, greedy) then nmt in each precision, alternating, so that both see the same hour of the host.
 # Run at 08cd990 (results here), again at e17f23d (../side_by_side_2026-11-29d) and at f2f705d with row-wise int8
-# (../side_by_side_2026-11-29e); OUT: the work folder.
+# (../side_by_side_2026-11-29e), at 4f0226d after the start-up and greedy changes (../side_by_side_2026-11-29f);
+# OUT: the work folder.
 # Run from anywhere, nothing else running: bash docs/results/side_by_side_2026-11-29c/translate.sh
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)

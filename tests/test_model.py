@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from nmt.config import ModelConfig
-from nmt.encoder import reverse_padded
+from nmt.decoder import rnn_step
+from nmt.encoder import RNN_CELLS, reverse_padded
 from nmt.model import Seq2Seq, count_parameters
 from nmt.tokenizer import PAD_ID
 
@@ -222,3 +223,30 @@ def test_attention_softmax_runs_in_fp32_under_bf16_autocast(attention):
         logits.float().sum().backward()
     assert {name for name, _ in mode.seen} == {"_softmax", "_softmax_backward_data"}
     assert all(dtype == torch.float32 for _, dtype in mode.seen), mode.seen
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_rnn_step_is_one_step_of_the_rnn(cell, layers):
+    """The cell-by-cell step (the stepwise decoder under bf16 autocast) computes what the RNN module does, values
+    and gradients, and drops out between layers only in training."""
+    torch.manual_seed(0)
+    rnn = RNN_CELLS[cell](6, 5, num_layers=layers, batch_first=True, dropout=0.5 if layers > 1 else 0.0).eval()
+    x = torch.randn(3, 1, 6, requires_grad=True)
+    h = torch.randn(layers, 3, 5)
+    hidden = (h, torch.randn(layers, 3, 5)) if cell == "lstm" else h
+    results = []
+    for step in (rnn, lambda x, hidden: rnn_step(rnn, x, hidden)):
+        x.grad = None
+        out, state = step(x, hidden)
+        states = state if isinstance(state, tuple) else (state,)
+        (out.sum() + sum(s.square().sum() for s in states)).backward()
+        results.append((out, *states, x.grad, rnn.weight_hh_l0.grad.clone()))
+        rnn.zero_grad()
+    for a, b in zip(*results, strict=True):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, atol=1e-6)
+    rnn.train()
+    with torch.no_grad():
+        trained = [rnn_step(rnn, x, hidden)[0] for _ in range(2)]
+    assert torch.equal(trained[0], trained[1]) == (layers == 1)

@@ -14,6 +14,7 @@ from torch import nn
 
 from nmt.attention import BahdanauAttention, LuongAttention
 from nmt.config import ModelConfig
+from nmt.dropout import Dropout, dropout
 from nmt.encoder import RNN_CELLS
 from nmt.shapes import Shapes
 
@@ -69,7 +70,7 @@ def rnn_step(rnn: nn.RNNBase, x: torch.Tensor, hidden: Hidden) -> tuple[torch.Te
     out, hs, cs = x[:, 0], [], []
     for layer in range(rnn.num_layers):
         if layer and rnn.training and rnn.dropout:
-            out = nn.functional.dropout(out, rnn.dropout, True)
+            out = dropout(out, rnn.dropout)
         weights = [getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         if lstm:
             out, c = cell(out, (hidden[0][layer], hidden[1][layer]), *weights)
@@ -85,7 +86,7 @@ class Decoder(nn.Module):
     def __init__(self, *, config: ModelConfig, shapes: Shapes, embedding: nn.Embedding):
         super().__init__()
         self.embedding = embedding
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.embedding_dropout = Dropout(config.embedding_dropout)
         self.attention_type = shapes.attention
         self.feed_context = shapes.feed_context
         self.input_feeding = shapes.input_feeding
@@ -104,7 +105,7 @@ class Decoder(nn.Module):
             dropout=config.dropout if shapes.decoder_layers > 1 else 0.0,
         )
         self.readout = nn.Linear(shapes.readout_input, shapes.readout)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.output = nn.Linear(shapes.readout, shapes.tgt_vocab)
         if config.tie_embeddings:
             self.output.weight = embedding.weight

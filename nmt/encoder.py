@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.config import ModelConfig
+from nmt.dropout import Dropout
 from nmt.shapes import Shapes
 
 RNN_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -35,7 +36,7 @@ class Encoder(nn.Module):
     def __init__(self, *, config: ModelConfig, shapes: Shapes, embedding: nn.Embedding):
         super().__init__()
         self.embedding = embedding
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.embedding_dropout = Dropout(config.embedding_dropout)
         self.reverse_source = config.reverse_source
         self.rnn = RNN_CELLS[config.cell](
             shapes.embedding,

@@ -122,10 +122,10 @@ def greedy_search(
         done = (best == EOS_ID) & ~finished
         out_len[rows[done]] = t + 1
         finished |= done
-        dropped = int(finished.sum())
-        if dropped == finished.numel():
+        ended = int(finished.sum())
+        if ended == finished.numel():
             break
-        if dropped * DROP_FRACTION >= finished.numel():  # copying the memory every step costs more than the rows
+        if ended * DROP_FRACTION >= finished.numel():  # copying the memory every step costs more than the rows
             keep = (~finished).nonzero().squeeze(1)
             rows, best, finished = rows[keep], best[keep], finished[keep]
             state, memory = state.select(keep), memory.select(keep)

@@ -9,3 +9,4 @@ date; uptime
 /usr/bin/time -v .venv/bin/nmt train --config configs/multi30k_de_en_attention.yaml --set train.precision=bf16 \
   --set train.keep_checkpoints=5 --output-dir /tmp/r24/L --quiet > /tmp/r24/L.log 2>&1
 date; uptime
+# Scores (L_eval.json here): nmt evaluate --model /tmp/r24/L --split test|val --dtype fp32|int8 [--beam-size 1] [--lowercase] --json F

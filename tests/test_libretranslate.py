@@ -166,11 +166,15 @@ def test_auto_detects_the_source_per_text_and_picks_the_model(server, cli):
 
 
 def test_alternatives(server, cli):
-    answer = post(server, "/translate", json={"q": GERMAN[3], "source": "de", "target": "en", "alternatives": 3})
-    body = answer.json()
-    assert body["translatedText"] == cli["de-en"][3]
-    assert 1 <= len(body["alternatives"]) <= 3 and body["translatedText"] not in body["alternatives"]
-    assert len(set(body["alternatives"])) == len(body["alternatives"])
+    """Alternatives come from the beam (beam_size = max(the model's 3, alternatives + 1)): with 2, the same search as
+    the CLI's, so the same best translation; with 3, a beam of 4, whose best may differ."""
+    for alternatives in (2, 3):
+        query = {"q": GERMAN[3], "source": "de", "target": "en", "alternatives": alternatives}
+        body = post(server, "/translate", json=query).json()
+        if alternatives == 2:
+            assert body["translatedText"] == cli["de-en"][3]
+        assert 1 <= len(body["alternatives"]) <= alternatives and body["translatedText"] not in body["alternatives"]
+        assert len(set(body["alternatives"])) == len(body["alternatives"])
     listed = post(server, "/translate", json={"q": GERMAN[:2], "source": "de", "target": "en", "alternatives": "1"})
     assert [len(a) for a in listed.json()["alternatives"]] == [1, 1]
 

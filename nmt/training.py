@@ -62,8 +62,12 @@ class TrainState:
     lr_scale: float = 1.0
     plateau: int = 0  # validations without improvement, for the LR decay
     stale: int = 0  # validations without improvement, for early stopping
-    best_bleu: float = -1.0
+    best_bleu: float = -1.0  # over every validation: the saved best weights
     best_step: int = 0
+    # Over the scheduled validations only (epoch ends or valid_every_steps), which the LR decay and early stopping
+    # compare with: the extra validation where a budget stops a run mid-epoch must not change the schedule of a run
+    # resumed from it. None in checkpoints written before it existed: then best_bleu.
+    scheduled_best: float | None = None
     nonfinite_in_row: int = 0
     window_tokens: int = 0  # target tokens and summed NLL since the last train log line
     window_nll: float = 0.0
@@ -71,6 +75,10 @@ class TrainState:
     finished: bool = False
     stop_reason: str = ""
     metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.scheduled_best is None:
+            self.scheduled_best = self.best_bleu
 
     def restart(self) -> None:
         """Clear a budget stop: a run that ran out of budget may continue under a larger one."""
@@ -107,13 +115,16 @@ class TrainState:
         self.window_tokens, self.window_nll = 0, 0.0
         return row
 
-    def validated(self, config: Config, loss: float, bleu: float, elapsed: float) -> bool:
-        """Record a validation; returns True when it is the best so far."""
+    def validated(self, config: Config, loss: float, bleu: float, elapsed: float, scheduled: bool = True) -> bool:
+        """Record a validation; returns True when it is the best so far. An unscheduled one (a budget's stop
+        mid-epoch) leaves the LR decay and early stopping as they were."""
         cfg = config.train
         improved = bleu > self.best_bleu
         if improved:
-            self.best_bleu, self.best_step, self.plateau, self.stale = bleu, self.step, 0, 0
-        else:
+            self.best_bleu, self.best_step = bleu, self.step
+        if scheduled and bleu > self.scheduled_best:
+            self.scheduled_best, self.plateau, self.stale = bleu, 0, 0
+        elif scheduled:
             self.plateau += 1
             self.stale += 1
             if cfg.lr_schedule == "plateau" and self.plateau > cfg.lr_patience:
@@ -382,9 +393,9 @@ class Run:
         self.optimizer.step()
         return total_nll, clock
 
-    def validate(self, state: TrainState, batches_in_epoch: int) -> None:
+    def validate(self, state: TrainState, batches_in_epoch: int, scheduled: bool = True) -> None:
         """Validation loss and BLEU (computed by the main process, sent to all), recorded in `state`; the best
-        weights are saved."""
+        weights are saved. `scheduled`: False for the extra validation where a budget stops a run."""
         cfg = self.config.train
         result = None
         if self.dist.is_main:
@@ -392,7 +403,7 @@ class Run:
             hyps = self.translator.translate(self.data.valid_src, beam_size=cfg.valid_beam_size)
             result = (loss, bleu([h[0].text for h in hyps], self.data.valid_ref), self.elapsed())
         loss, score, elapsed = self.dist.broadcast(result)
-        improved = state.validated(self.config, loss, score, elapsed)
+        improved = state.validated(self.config, loss, score, elapsed, scheduled)
         if improved and self.dist.is_main:
             save_best_weights(self.run_dir, self.model)
         state.metrics.append(
@@ -500,7 +511,7 @@ def fit(run: Run, state: TrainState) -> TrainState:
         elif state.step % cfg.checkpoint_every_steps == 0:
             run.checkpoint(state)
     if state.step not in {m["step"] for m in state.metrics if m["type"] == "valid"}:
-        run.validate(state, len(batches))
+        run.validate(state, len(batches), scheduled=False)
     state.finish(run.dist.broadcast(run.elapsed()))
     run.save(state)
     log(f"training finished: {state.stop_reason}; best validation BLEU {state.best_bleu:.2f} at step {state.best_step}")

@@ -75,6 +75,24 @@ def test_cosine_run_anneals_to_the_floor(data, tmp_path):
     assert rows[-1]["type"] == "valid" and rows[-1]["lr"] == pytest.approx(0.0001)
 
 
+def test_a_budget_stops_validation_keeps_the_schedule_of_the_run_resumed_from_it(data):
+    """The extra validation where a budget stops a run mid-epoch can save better weights, but the LR decay and early
+    stopping of the resumed run compare only with the scheduled validations, as the run without the stop does."""
+    config = small_config(data, lr_schedule="plateau", lr_patience=0, early_stopping_patience=2)
+    straight, stopped = TrainState(), TrainState()
+    stopped.step = 8
+    assert stopped.validated(config, 3.0, 5.0, 1.0, scheduled=False)
+    assert (stopped.best_bleu, stopped.best_step) == (5.0, 8)
+    for state in (straight, stopped):
+        state.step = 17
+        state.validated(config, 2.0, 4.0, 2.0)  # better than nothing scheduled before: no decay, no staleness
+    assert (stopped.lr_scale, stopped.plateau, stopped.stale) == (straight.lr_scale, straight.plateau, straight.stale)
+    assert (stopped.lr_scale, stopped.stale) == (1.0, 0)
+    assert (stopped.best_bleu, stopped.best_step) == (5.0, 8)  # the saved weights stay the best validated ones
+    old = {k: v for k, v in vars(stopped).items() if k != "scheduled_best"}  # a checkpoint from before the field
+    assert TrainState(**old).scheduled_best == stopped.best_bleu
+
+
 @pytest.mark.slow  # trains to the end
 def test_resume_continues_exactly(data, tmp_path):
     straight = train(small_config(data, max_steps=17), tmp_path / "a", show_progress=False)

@@ -70,8 +70,8 @@ def rnn_step(rnn: nn.RNNBase, x: torch.Tensor, hidden: Hidden) -> tuple[torch.Te
     cell, lstm = _STEP_CELLS[type(rnn)], isinstance(rnn, nn.LSTM)
     out, hs, cs = x[:, 0], [], []
     for layer in range(rnn.num_layers):
-        if layer and rnn.training and rnn.dropout:
-            out = dropout(out, rnn.dropout)
+        if layer:
+            out = dropout(out, rnn.dropout, rnn.training)
         weights = [getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         if lstm:
             out, c = cell(out, (hidden[0][layer], hidden[1][layer]), *weights)

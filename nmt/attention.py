@@ -9,14 +9,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nmt.shared_grad import Shared, linear, matmul
 
-def _attend(scores: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+
+def _attend(scores: torch.Tensor, mask: torch.Tensor, values: torch.Tensor | Shared) -> torch.Tensor:
     # scores (batch, queries, src_len), mask (batch, src_len), values (batch, src_len, mem)
     # The softmax runs in fp32 under bf16 autocast too: in bf16 its backward put a 3.3% error on the gradient of
     # the attention's key projection (0.3% in fp32; docs/performance.md). A no-op in fp32.
-    scores = scores.float().masked_fill(~mask.unsqueeze(1), float("-inf"))
+    scores = scores.to(torch.promote_types(scores.dtype, torch.float32)).masked_fill(~mask.unsqueeze(1), float("-inf"))
     weights = torch.softmax(scores, dim=-1)
-    return torch.bmm(weights, values)  # (batch, queries, mem)
+    return matmul(weights, values)  # (batch, queries, mem)
 
 
 class BahdanauAttention(nn.Module):
@@ -33,7 +35,7 @@ class BahdanauAttention(nn.Module):
     def keys(self, memory: torch.Tensor) -> torch.Tensor:
         return self.key_proj(memory)  # (batch, src_len, att)
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor):
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor | Shared, mask: torch.Tensor):
         rows, steps = query.shape[:2]
         q = self.query_proj(query).reshape(keys.size(0), -1, 1, keys.size(2))  # (batch, beams * steps, 1, att)
         scores = self.v(torch.tanh(q + keys.unsqueeze(1))).squeeze(-1)  # (batch, beams * steps, src_len)
@@ -52,8 +54,10 @@ class LuongAttention(nn.Module):
     def keys(self, memory: torch.Tensor) -> torch.Tensor:
         return self.key_proj(memory) if self.key_proj is not None else memory  # (batch, src_len, query)
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor):
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor | Shared, memory: torch.Tensor | Shared, mask: torch.Tensor
+    ):
         rows, steps = query.shape[:2]
-        q = query.reshape(keys.size(0), -1, query.size(2))  # (batch, beams * steps, query)
-        scores = torch.bmm(q, keys.transpose(1, 2))  # (batch, beams * steps, src_len)
+        q = query.reshape(mask.size(0), -1, query.size(2))  # (batch, beams * steps, query)
+        scores = linear(q, keys)  # (batch, beams * steps, src_len)
         return _attend(scores, mask, memory).view(rows, steps, -1)

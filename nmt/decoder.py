@@ -16,9 +16,9 @@ from nmt.attention import BahdanauAttention, LuongAttention
 from nmt.config import ModelConfig
 from nmt.dropout import Dropout, dropout
 from nmt.encoder import RNN_CELLS
+from nmt.rnn_loop import Hidden, TrainingRNN, trains_step_by_step
 from nmt.shapes import Shapes
-
-Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # (layers, batch, hidden), (h, c) for LSTM
+from nmt.shared_grad import Shared, linear
 
 
 def select_hidden(hidden: Hidden, index: torch.Tensor) -> Hidden:
@@ -37,8 +37,8 @@ class Memory:
     decoder's rows may hold several beams of each (sentence-major), which share their sentence's row."""
 
     context: torch.Tensor | None  # (batch, context) the summary vector, fed at every step when enabled
-    outputs: torch.Tensor | None  # (batch, src_len, memory) encoder states, for attention
-    keys: torch.Tensor | None  # (batch, src_len, key) attention projection of `outputs`, computed once
+    outputs: torch.Tensor | Shared | None  # (batch, src_len, memory) encoder states, for attention
+    keys: torch.Tensor | Shared | None  # (batch, src_len, key) attention projection of `outputs`, computed once
     mask: torch.Tensor | None  # (batch, src_len) True on real tokens
 
     def select(self, index: torch.Tensor) -> Memory:
@@ -64,9 +64,9 @@ _STEP_CELLS = {nn.LSTM: torch.lstm_cell, nn.GRU: torch.gru_cell, nn.RNN: torch.r
 
 def rnn_step(rnn: nn.RNNBase, x: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
     """One time step of a unidirectional, batch_first `rnn` through torch's cell functions, layer by layer:
-    x (batch, 1, in) -> output (batch, 1, hidden), state. Under CPU bf16 autocast an LSTM step (forward and
-    backward) is 1.5x faster this way than through oneDNN's RNN, the cell state staying fp32; GRU and tanh RNN,
-    which oneDNN does not run, take the same time either way."""
+    x (batch, 1, in) -> output (batch, 1, hidden), state. bf16 search takes it: under CPU bf16 autocast an LSTM
+    step is faster this way than through oneDNN's RNN (greedy 8-10%), the cell state staying fp32. (Training
+    steps through `nmt.rnn_loop.TrainingRNN`.)"""
     cell, lstm = _STEP_CELLS[type(rnn)], isinstance(rnn, nn.LSTM)
     out, hs, cs = x[:, 0], [], []
     for layer in range(rnn.num_layers):
@@ -81,6 +81,19 @@ def rnn_step(rnn: nn.RNNBase, x: torch.Tensor, hidden: Hidden) -> tuple[torch.Te
         hs.append(out)
     h_n = torch.stack(hs)
     return out.unsqueeze(1), ((h_n, torch.stack(cs)) if lstm else h_n)
+
+
+def _wide(t: torch.Tensor) -> Shared:
+    return Shared(t, dtype=torch.promote_types(t.dtype, torch.float32))  # fp32 (or double) under autocast too
+
+
+@dataclass
+class TrainingSteps:
+    """What every step of a teacher-forced loop reads, built once for the loop (training on CPU): the RNN run by
+    `TrainingRNN` and the readout as a `Shared` weight, whose gradients are then one product over all steps."""
+
+    rnn: TrainingRNN | None  # None: the RNN module itself
+    readout: Shared
 
 
 class Decoder(nn.Module):
@@ -119,16 +132,27 @@ class Decoder(nn.Module):
         """tokens (batch, steps) -> logits (batch, steps, vocab) and the state after the last step."""
         emb = self.embedding_dropout(self.embedding(tokens))  # (batch, steps, emb)
         if self.stepwise and tokens.size(1) > 1:
+            train = None
+            if trains_step_by_step(self.rnn, tokens.device):
+                # fp32 keeps oneDNN's one-step RNN, 1.1x faster there than the loop's cells (docs/performance.md)
+                rnn = TrainingRNN(self.rnn) if torch.is_autocast_enabled(tokens.device.type) else None
+                train = TrainingSteps(rnn, Shared(self.readout.weight, self.readout.bias))
+                if memory.outputs is not None:  # attention's one-query products: fp32, 1.2-3x faster than bf16
+                    luong = self.attention_type == "luong"  # Bahdanau adds its keys to the query: no product
+                    keys = _wide(memory.keys) if luong else memory.keys
+                    memory = Memory(memory.context, _wide(memory.outputs), keys, memory.mask)
             outputs = []
-            for t in range(tokens.size(1)):
-                out, state = self._steps(emb[:, t : t + 1], state, memory)
+            for step_emb in emb.split(1, dim=1):
+                out, state = self._steps(step_emb, state, memory, train)
                 outputs.append(out)
             readout = torch.cat(outputs, dim=1)
         else:
             readout, state = self._steps(emb, state, memory)
         return self.output(self.dropout(readout)), state  # (batch, steps, vocab)
 
-    def _steps(self, emb: torch.Tensor, state: DecoderState, memory: Memory) -> tuple[torch.Tensor, DecoderState]:
+    def _steps(
+        self, emb: torch.Tensor, state: DecoderState, memory: Memory, train: TrainingSteps | None = None
+    ) -> tuple[torch.Tensor, DecoderState]:
         steps = emb.size(1)
         inputs, context = [emb], None
         if self.attention_type == "bahdanau":
@@ -144,7 +168,9 @@ class Decoder(nn.Module):
         if self.input_feeding:
             inputs.append(state.feed.unsqueeze(1))
         rnn_in = torch.cat(inputs, dim=-1)
-        if steps == 1 and type(self.rnn) in _STEP_CELLS and torch.is_autocast_enabled(emb.device.type):
+        if train is not None and train.rnn is not None:
+            rnn_out, hidden = train.rnn(rnn_in, state.hidden)
+        elif steps == 1 and type(self.rnn) in _STEP_CELLS and torch.is_autocast_enabled(emb.device.type):
             rnn_out, hidden = rnn_step(self.rnn, rnn_in, state.hidden)
         else:
             rnn_out, hidden = self.rnn(rnn_in, state.hidden)  # (batch, steps, hidden)
@@ -153,6 +179,7 @@ class Decoder(nn.Module):
         parts = [rnn_out] + ([context] if context is not None else [])
         if self.attention_type != "luong":
             parts.append(emb)
-        readout = torch.tanh(self.readout(torch.cat(parts, dim=-1)))  # (batch, steps, readout)
+        parts = torch.cat(parts, dim=-1)
+        readout = torch.tanh(self.readout(parts) if train is None else linear(parts, train.readout))
         feed = readout[:, -1] if self.input_feeding else None
         return readout, DecoderState(hidden, feed)

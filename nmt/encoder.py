@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.config import ModelConfig
 from nmt.dropout import Dropout
+from nmt.rnn_loop import TrainingRNN, trains_step_by_step
 from nmt.shapes import Shapes
 
 RNN_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -52,7 +53,10 @@ class Encoder(nn.Module):
             src = reverse_padded(src, lengths)
         emb = self.embedding_dropout(self.embedding(src))  # (batch, src_len, emb)
         packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, final = self.rnn(packed)
+        # Training on CPU runs the RNN through `TrainingRNN`: torch's packed CPU RNN adds up its gradients one
+        # full-size tensor per step (nmt.rnn_loop).
+        rnn = TrainingRNN(self.rnn) if trains_step_by_step(self.rnn, src.device) else self.rnn
+        outputs, final = rnn(packed)
         outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.size(1))
         mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < lengths.unsqueeze(1)
         return EncoderOutput(outputs, final, mask)

@@ -7,17 +7,17 @@ absolute value / 127) and each weight row (output channel) its own, the product 
 batch-invariant like fp32, and closer to fp32 than a per-batch scale.
 
 The RNN modules replace `nn.LSTM`, `nn.GRU` and `nn.RNN` in the same call (input, padded or packed, and initial
-state in; outputs and final states out), so the decoder step is the same code in every precision. Their cells
-compute tanh as 2 sigmoid(2x) - 1: torch 2.13's CPU `tanh` is not vectorized (docs/performance.md).
+state in; outputs and final states out; `nmt.rnn_loop` runs them), so the decoder step is the same code in every
+precision. Their cells compute tanh as 2 sigmoid(2x) - 1: torch 2.13's CPU `tanh` is not vectorized
+(docs/performance.md).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence
 
-from nmt.decoder import Hidden
+from nmt.rnn_loop import RNNLoop, rnn_mode
 
 QMAX = 127
 
@@ -61,16 +61,12 @@ def _tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
 
-class Int8RNN(nn.Module):
+class Int8RNN(RNNLoop, nn.Module):
     """`nn.LSTM`, `nn.GRU` or `nn.RNN` (batch_first, any layers and directions; eval only) in row-wise int8."""
 
     def __init__(self, rnn: nn.RNNBase):
-        super().__init__()
-        if not rnn.batch_first or getattr(rnn, "proj_size", 0):
-            raise ValueError("Int8RNN takes batch_first RNNs without projections")
-        self.mode = {nn.LSTM: "lstm", nn.GRU: "gru"}.get(type(rnn), "rnn")
-        if self.mode == "rnn" and rnn.nonlinearity != "tanh":
-            raise ValueError("Int8RNN takes tanh RNNs")
+        nn.Module.__init__(self)
+        self.mode = rnn_mode(rnn)
         self.layers, self.directions, self.hidden = rnn.num_layers, 2 if rnn.bidirectional else 1, rnn.hidden_size
         gates = rnn.weight_ih_l0.size(0)  # 4H (LSTM), 3H (GRU), H (RNN)
         scale = torch.ones(gates)
@@ -94,11 +90,16 @@ class Int8RNN(nn.Module):
                 self.inputs.append(Int8Matrix(w_ih.detach() * s, b_ih * scale))
                 self.recurrent.append(Int8Matrix(w_hh.detach() * s, None if b_hh is None else b_hh * scale))
 
+    forward = RNNLoop.forward
+    __call__ = nn.Module.__call__
+
+    def _project(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        return self.inputs[index](x)
+
     def _cell(
-        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, recurrent: Int8Matrix
+        self, index: int, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: this step's input projection (rows, gates); h, c (rows, hidden) -> new h, c."""
-        H = self.hidden
+        H, recurrent = self.hidden, self.recurrent[index]
         if self.mode == "lstm":
             gates = torch.sigmoid_(recurrent(h, add=x))  # (rows, 4H): i, f, sigmoid(2g), o
             i, f, g, o = gates.split(H, dim=1)
@@ -111,81 +112,6 @@ class Int8RNN(nn.Module):
             n = _tanh(torch.addcmul(x[:, 2 * H :], r, rec[:, 2 * H :]))
             return torch.lerp(n, h, z), None  # (1 - z) n + z h
         return _tanh(recurrent(h, add=x)), None
-
-    def _run(
-        self,
-        x: torch.Tensor,
-        batch_sizes: list[int],
-        h: torch.Tensor,
-        c: torch.Tensor | None,
-        index: int,
-        reverse: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One layer and direction over packed rows x (sum of batch_sizes, in), time-major: outputs and final h, c
-        (a row's state stays as it was after its last step)."""
-        proj = self.inputs[index](x)  # (total, gates)
-        starts = [0]
-        for size in batch_sizes[:-1]:
-            starts.append(starts[-1] + size)
-        steps = range(len(batch_sizes) - 1, -1, -1) if reverse else range(len(batch_sizes))
-        outs = []
-        for t in steps:
-            rows, start = batch_sizes[t], starts[t]
-            part = slice(None, rows) if rows < h.size(0) else slice(None)
-            new_h, new_c = self._cell(
-                proj[start : start + rows], h[part], None if c is None else c[part], self.recurrent[index]
-            )
-            outs.append(new_h)
-            if rows < h.size(0):  # the rows that have ended keep their state
-                h = torch.cat([new_h, h[rows:]])
-                c = None if c is None else torch.cat([new_c, c[rows:]])
-            else:
-                h, c = new_h, new_c
-        if reverse:
-            outs.reverse()
-        return (outs[0] if len(outs) == 1 else torch.cat(outs)), h, c
-
-    def forward(self, input: torch.Tensor | PackedSequence, hx: Hidden | None = None) -> tuple[object, Hidden]:
-        """As the RNN it replaces: (batch, steps, in) or packed input, initial state -> outputs, final state."""
-        packed = isinstance(input, PackedSequence)
-        if packed:
-            data, batch_sizes = input.data, input.batch_sizes.tolist()
-            batch = batch_sizes[0]
-        else:  # (batch, steps, in): the same as a packed batch whose rows all have every step
-            batch, steps = input.shape[:2]
-            data, batch_sizes = input.transpose(0, 1).reshape(batch * steps, -1), [batch] * steps
-        lstm = self.mode == "lstm"
-        shape = (self.layers * self.directions, batch, self.hidden)
-        if hx is None:
-            h0 = data.new_zeros(shape, dtype=torch.float32)
-            c0 = h0 if lstm else None
-        else:
-            h0, c0 = hx if lstm else (hx, None)
-            if packed and input.sorted_indices is not None:
-                h0 = h0.index_select(1, input.sorted_indices)
-                c0 = None if c0 is None else c0.index_select(1, input.sorted_indices)
-        finals_h, finals_c = [], []
-        for layer in range(self.layers):
-            outs = []
-            for direction in range(self.directions):
-                i = layer * self.directions + direction
-                out, h, c = self._run(
-                    data, batch_sizes, h0[i].float(), None if c0 is None else c0[i].float(), i, reverse=direction == 1
-                )
-                outs.append(out)
-                finals_h.append(h)
-                finals_c.append(c)
-            data = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
-        h_n = torch.stack(finals_h)
-        c_n = torch.stack(finals_c) if lstm else None
-        if packed:
-            if input.unsorted_indices is not None:
-                h_n = h_n.index_select(1, input.unsorted_indices)
-                c_n = None if c_n is None else c_n.index_select(1, input.unsorted_indices)
-            output = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
-        else:
-            output = data.view(steps, batch, -1).transpose(0, 1)
-        return output, ((h_n, c_n) if lstm else h_n)
 
 
 def quantize(model: nn.Module, keep: tuple[str, ...] = ()) -> nn.Module:

@@ -228,8 +228,9 @@ def test_attention_softmax_runs_in_fp32_under_bf16_autocast(attention):
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("layers", [1, 3])
 def test_rnn_step_is_one_step_of_the_rnn(cell, layers):
-    """The cell-by-cell step (the stepwise decoder under bf16 autocast) computes what the RNN module does, values
-    and gradients, and drops out between layers only in training."""
+    """The cell-by-cell step (a one-position decoder step under bf16 autocast: search, and training below full
+    teacher forcing) computes what the RNN module does, values and gradients, and drops out between layers only in
+    training."""
     torch.manual_seed(0)
     rnn = RNN_CELLS[cell](6, 5, num_layers=layers, batch_first=True, dropout=0.5 if layers > 1 else 0.0).eval()
     x = torch.randn(3, 1, 6, requires_grad=True)
@@ -250,3 +251,26 @@ def test_rnn_step_is_one_step_of_the_rnn(cell, layers):
     with torch.no_grad():
         trained = [rnn_step(rnn, x, hidden)[0] for _ in range(2)]
     assert torch.equal(trained[0], trained[1]) == (layers == 1)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("attention", ["luong", "bahdanau"])
+def test_training_step_by_step_with_shared_gradients_equals_plain_autograd(cell, attention, monkeypatch):
+    """Training on CPU runs the encoder and the stepwise decoder through `TrainingRNN` and `Shared` operands; loss
+    and every parameter's gradient are those of torch's RNN and plain autograd (double precision)."""
+    import nmt.decoder
+    import nmt.encoder
+
+    torch.manual_seed(0)
+    config = small(cell=cell, attention=attention, decoder_layers=2, input_feeding=True, bidirectional=True)
+    model = Seq2Seq(config, SRC_V, TGT_V).double()
+    src, lengths, tgt = batch()
+    results = []
+    for step_by_step in (True, False):
+        monkeypatch.setattr(nmt.encoder, "trains_step_by_step", lambda *a, s=step_by_step: s)
+        monkeypatch.setattr(nmt.decoder, "trains_step_by_step", lambda *a, s=step_by_step: s)
+        logits = model(src, lengths, tgt)
+        loss = torch.log_softmax(logits, -1).gather(-1, tgt.unsqueeze(-1)).sum()
+        results.append([loss, *torch.autograd.grad(loss, list(model.parameters()))])
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)

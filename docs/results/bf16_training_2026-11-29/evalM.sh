@@ -1,0 +1,24 @@
+#!/bin/bash
+# Scores of run M (en-de attention config trained in bf16) and of the shipped fp32 run F with the same code:
+# test and validation, beam search in fp32 and int8. Writes M_eval.json here (one entry per model, split, dtype).
+cd "$(dirname "$0")/../../.."
+export NMT_DATA_DIR=${NMT_DATA_DIR:-/work/shared/data/multi30k} HF_HUB_OFFLINE=1
+M=${M:-/tmp/r25/M}; F=${F:-/tmp/r19/F}; TMP=$(mktemp -d)
+for run in M F; do
+  dir=${!run}
+  for split in test valid; do
+    for dtype in fp32 int8; do
+      .venv/bin/nmt evaluate --model "$dir" --split $split --dtype $dtype --json "$TMP/${run}_${split}_$dtype.json" > /dev/null 2>&1
+    done
+  done
+done
+python3 - "$TMP" docs/results/bf16_training_2026-11-29/M_eval.json <<'PY'
+import json, pathlib, sys
+out = {}
+for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    d = json.loads(p.read_text())
+    out[p.stem] = {k: d[k] for k in ("model", "data", "beam_size", "dtype", "length_penalty", "sentences", "seconds")}
+    out[p.stem].update(bleu=d["bleu"]["score"], chrf=d["chrf"]["score"], ter=d["ter"]["score"], signature=d["bleu"]["signature"])
+    print(p.stem, d["bleu"]["score"])
+pathlib.Path(sys.argv[2]).write_text(json.dumps(out, indent=1) + "\n")
+PY

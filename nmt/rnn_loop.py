@@ -4,8 +4,8 @@ two places where torch's own RNN does not fit: row-wise int8 search (`nmt.int8.I
 
 Each layer and direction projects all its input rows at once (one matrix product), then runs its recurrent
 product and cell step by step. In training, torch's packed CPU RNN writes each step's gradient of that projection
-into a zero-filled tensor the size of the whole projection and adds it up (22% of a bf16 step's non-product time
-at the peer shape); here the projection is split into steps, whose gradients autograd joins with one `cat`, and
+into a zero-filled tensor the size of the whole projection and adds it up (5% of a bf16 training step at the peer
+shape); here the projection is split into steps, whose gradients autograd joins with one `cat`, and
 the weights are `nmt.shared_grad.Shared`: each one's gradient is one product over all steps (the decoder, which
 calls the loop once per step, reads its input weights at every step too).
 """

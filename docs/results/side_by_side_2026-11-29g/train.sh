@@ -4,10 +4,10 @@
 # harness's own budget driver and log parser for OpenNMT-py; then each model's test BLEU (beam 5, each toolkit's
 # default search) and `nmt bench train` in both precisions. Work folder /tmp/peers_g, sharing the OpenNMT-py
 # virtualenv and data of /tmp/peers (run ../../../../shared/peers/side_by_side.sh once first).
-# Run from anywhere, nothing else running: bash docs/results/side_by_side_2026-11-29g/train.sh
+# Run from anywhere, nothing else running: bash docs/results/side_by_side_2026-11-29g/train.sh (W: another work folder)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-P=../shared/peers; W=/tmp/peers_g; D=$W/data/raw; BUDGET=${BUDGET:-480}
+P=../shared/peers; W=${W:-/tmp/peers_g}; D=$W/data/raw; BUDGET=${BUDGET:-480}
 cd "$HERE/../../.." && source .venv/bin/activate
 export NMT_DATA_DIR=${NMT_DATA_DIR:-/work/shared/data/multi30k} HF_HUB_OFFLINE=1 PEERS_WORK=$W
 mkdir -p $W/runs $W/sbs

@@ -134,7 +134,7 @@ class Decoder(nn.Module):
         if self.stepwise and tokens.size(1) > 1:
             train = None
             if trains_step_by_step(self.rnn, tokens.device):
-                # fp32 keeps oneDNN's one-step RNN, 1.1x faster there than the loop's cells (docs/performance.md)
+                # fp32 keeps oneDNN's one-step RNN, 1.1-1.2x faster there than the loop's cells (docs/performance.md)
                 rnn = TrainingRNN(self.rnn) if torch.is_autocast_enabled(tokens.device.type) else None
                 train = TrainingSteps(rnn, Shared(self.readout.weight, self.readout.bias))
                 if memory.outputs is not None:  # attention's one-query products: fp32, 1.2-3x faster than bf16

@@ -90,9 +90,6 @@ class Int8RNN(RNNLoop, nn.Module):
                 self.inputs.append(Int8Matrix(w_ih.detach() * s, b_ih * scale))
                 self.recurrent.append(Int8Matrix(w_hh.detach() * s, None if b_hh is None else b_hh * scale))
 
-    forward = RNNLoop.forward
-    __call__ = nn.Module.__call__
-
     def _project(self, index: int, x: torch.Tensor) -> torch.Tensor:
         return self.inputs[index](x)
 

@@ -127,8 +127,6 @@ class RNNLoop:
             output = data.view(steps, batch, -1).transpose(0, 1)
         return output, ((h_n, c_n) if lstm else h_n)
 
-    __call__ = forward
-
 
 class TrainingRNN(RNNLoop):
     """A torch RNN's own parameters run by the loop, with gradients (training on CPU): built once per forward
@@ -145,6 +143,8 @@ class TrainingRNN(RNNLoop):
                 sfx = f"_l{layer}" + ("_reverse" if direction else "")
                 self.inputs.append(Shared(getattr(rnn, "weight_ih" + sfx), getattr(rnn, "bias_ih" + sfx, None)))
                 self.recurrent.append(Shared(getattr(rnn, "weight_hh" + sfx), getattr(rnn, "bias_hh" + sfx, None)))
+
+    __call__ = RNNLoop.forward
 
     def _project(self, index: int, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.inputs[index])

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -83,6 +84,18 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_line(self, wanted: Callable[[str], bool], timeout: float = 10) -> str:
+        """The first log line for which `wanted` holds, waiting for it: a request's line may reach the file just
+        after its answer (on a loaded machine, well after)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = next((x for x in self.log().splitlines() if wanted(x)), None)
+            if line is not None:
+                return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no such line in the server log after {timeout} s:\n{self.log()[-2000:]}")
+            time.sleep(0.1)
 
     def worker_pids(self) -> list[int]:
         """Pids of the LitServe inference workers: the server's children started with multiprocessing's spawn."""

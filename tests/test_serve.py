@@ -369,7 +369,7 @@ def test_request_without_key_never_reaches_the_model(keyed_server, sentences):
 
 def test_log_text_logs_the_texts(keyed_server, sentences):
     assert keyed_server.post({"text": sentences[2]}).status_code == 200
-    line = next(x for x in keyed_server.log().splitlines() if "POST /predict 200" in x and sentences[2] in x)
+    line = keyed_server.log_line(lambda x: "POST /predict 200" in x and sentences[2] in x)
     assert "request=" in line and "response=" in line and '"translation"' in line
 
 

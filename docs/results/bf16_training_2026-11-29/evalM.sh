@@ -16,13 +16,4 @@ done
 .venv/bin/nmt evaluate --model "$M" --split test --dtype fp32 --beam-size 1 --json "$TMP/M_test_greedy.json" > /dev/null 2>&1
 .venv/bin/nmt evaluate --model "$M" --split valid --dtype fp32 --beam-size 1 --json "$TMP/M_valid_greedy.json" > /dev/null 2>&1
 .venv/bin/nmt evaluate --model "$M" --split test --dtype fp32 --lowercase --json "$TMP/M_test_lc.json" > /dev/null 2>&1
-python3 - "$TMP" docs/results/bf16_training_2026-11-29/M_eval.json <<'PY'
-import json, pathlib, sys
-out = {}
-for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
-    d = json.loads(p.read_text())
-    out[p.stem] = {k: d[k] for k in ("model", "data", "beam_size", "dtype", "length_penalty", "sentences", "seconds")}
-    out[p.stem].update(bleu=d["bleu"]["score"], chrf=d["chrf"]["score"], ter=d["ter"]["score"], signature=d["bleu"]["signature"])
-    print(p.stem, d["bleu"]["score"])
-pathlib.Path(sys.argv[2]).write_text(json.dumps(out, indent=1) + "\n")
-PY
+python3 docs/results/bf16_training_2026-11-29/eval_summary.py "$TMP" docs/results/bf16_training_2026-11-29/M_eval.json

@@ -9,13 +9,4 @@ for split in test valid; do
     .venv/bin/nmt evaluate --model "$N" --split $split --dtype $dtype --json "$TMP/N_${split}_$dtype.json" > /dev/null 2>&1
   done
 done
-python3 - "$TMP" docs/results/bf16_training_2026-11-29/N_eval.json <<'PY'
-import json, pathlib, sys
-out = {}
-for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
-    d = json.loads(p.read_text())
-    out[p.stem] = {k: d[k] for k in ("model", "data", "beam_size", "dtype", "length_penalty", "sentences", "seconds")}
-    out[p.stem].update(bleu=d["bleu"]["score"], chrf=d["chrf"]["score"], ter=d["ter"]["score"], signature=d["bleu"]["signature"])
-    print(p.stem, d["bleu"]["score"])
-pathlib.Path(sys.argv[2]).write_text(json.dumps(out, indent=1) + "\n")
-PY
+python3 docs/results/bf16_training_2026-11-29/eval_summary.py "$TMP" docs/results/bf16_training_2026-11-29/N_eval.json

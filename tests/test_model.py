@@ -274,3 +274,28 @@ def test_training_step_by_step_with_shared_gradients_equals_plain_autograd(cell,
         results.append([loss, *torch.autograd.grad(loss, list(model.parameters()))])
     for a, b in zip(*results, strict=True):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs CPU bf16")
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bf16_training_step_by_step_matches_plain_autograd_under_autocast(cell, monkeypatch):
+    """Under bf16 autocast the stepwise decoder also runs its RNN through `TrainingRNN`: loss and gradients agree
+    with torch's RNN and plain autograd under the same autocast, up to bf16 rounding (a wrong state or weight
+    would be off by far more)."""
+    import nmt.decoder
+    import nmt.encoder
+
+    torch.manual_seed(0)
+    config = small(cell=cell, attention="luong", decoder_layers=2, input_feeding=True, bidirectional=True)
+    model = Seq2Seq(config, SRC_V, TGT_V)
+    src, lengths, tgt = batch()
+    results = []
+    for step_by_step in (True, False):
+        monkeypatch.setattr(nmt.encoder, "trains_step_by_step", lambda *a, s=step_by_step: s)
+        monkeypatch.setattr(nmt.decoder, "trains_step_by_step", lambda *a, s=step_by_step: s)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(src, lengths, tgt)
+        loss = torch.log_softmax(logits.float(), -1).gather(-1, tgt.unsqueeze(-1)).sum()
+        results.append([loss, *torch.autograd.grad(loss, list(model.parameters()))])
+    for a, b in zip(*results, strict=True):
+        assert (a - b).norm() <= 0.03 * b.norm() + 1e-6

@@ -113,7 +113,7 @@ class TrainConfig(Section):
     valid_beam_size: int = Field(1, ge=1)
     max_nonfinite_steps: int = Field(5, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: TrainPrecision = "fp32"  # bf16: autocast, fp32 master weights; auto: bf16 where native (nmt.precision)
+    precision: TrainPrecision = "fp32"  # bf16: autocast, fp32 master weights; auto: bf16 where fast (nmt.precision)
     threads: int | None = Field(None, ge=1)
     log_every_steps: int = Field(50, ge=1)
 

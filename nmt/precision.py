@@ -8,9 +8,12 @@ gradients and Adam's moments stay fp32. Search runs in one of `SEARCH_DTYPES`:
              row has its own scale, the products sum in integers, so a sentence's answer does not depend on its
              batch (as in fp32 and bf16);
   int8+bf16  int8 RNNs and inner linear layers, the output layer (the 8,000-way softmax input) in bf16.
-"auto" (the default of search) picks int8 on a CPU with int8 dot products (VNNI or AMX), bf16 where bf16 is native
-(a CPU without them, or a GPU that supports bf16) and fp32, exactly as before, anywhere else. Training stays fp32
-unless asked.
+"auto" (the default of search) picks int8 on a CPU with int8 dot products (VNNI or AMX), bf16 where bf16 is fast
+(a CPU without them, or a GPU that supports bf16) and fp32, exactly as before, anywhere else. Training's "auto" is
+bf16 where bf16 is fast, else fp32. "Fast" on a CPU is measured, not read off its flags: a CPU can have
+avx512_bf16 and still multiply bf16 slower than fp32 (an Intel Xeon whose AMX the hypervisor hides: oneDNN's
+avx512_core_bf16 kernels reach 0.5-0.7x of MKL's fp32 there), so bf16 counts as fast where its matrix products
+run at least `BF16_MIN_SPEEDUP` times fp32's (`bf16_speedup`, about 0.3 s once per process).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ TRAIN_PRECISIONS: tuple[str, ...] = get_args(TrainPrecision)
 SEARCH_DTYPES: tuple[str, ...] = get_args(SearchDtype)
 # What training's "auto" means where bf16 is native; fp32 wherever it is not.
 AUTO_TRAIN = "bf16"
+# bf16 over fp32 matmul throughput from which "auto" takes bf16 on a CPU: a training step has casts and other work
+# bf16 does not speed up, so a smaller gain in products would buy little for the precision it gives up.
+BF16_MIN_SPEEDUP = 1.5
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
 CPU_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products in hardware (oneDNN's int8 matmul)
 # oneDNN primitives (compiled kernels) kept per cache; oneDNN's and PyTorch's default is 1,024 each
@@ -80,6 +86,36 @@ def bf16_native(device: torch.device | str = "cpu") -> bool:
     return any(flag in cpu_flags() for flag in CPU_BF16_FLAGS)
 
 
+_measured_speedup: list[float] = []  # bf16_speedup's one measurement in this process
+
+
+def bf16_speedup() -> float:
+    """bf16 over fp32 matmul throughput of this CPU at the current thread setting: square 1,024 products, each
+    precision timed three times in turn (so a change of load mid-way hits both), the best of each. Measured once per
+    process; 0 where bf16 is not native."""
+    if not _measured_speedup:
+        from nmt.flops import measure_matmul_peak
+
+        best = {"fp32": 0.0, "bf16": 0.0}
+        if bf16_native("cpu"):
+            for _ in range(3):
+                for dtype in best:
+                    best[dtype] = max(best[dtype], measure_matmul_peak(dtype, seconds=0.04, sizes=(1024,)))
+        _measured_speedup.append(best["bf16"] / best["fp32"] if best["fp32"] else 0.0)
+    return _measured_speedup[0]
+
+
+def bf16_fast(device: torch.device | str = "cpu") -> bool:
+    """True where "auto" should take bf16: a GPU that supports it, or a CPU whose bf16 products run at least
+    `BF16_MIN_SPEEDUP` times its fp32 ones (measured)."""
+    import torch
+
+    device = torch.device(device)
+    if not bf16_native(device):
+        return False
+    return device.type != "cpu" or bf16_speedup() >= BF16_MIN_SPEEDUP
+
+
 def int8_native(device: torch.device | str = "cpu") -> bool:
     """True on a CPU with int8 dot-product instructions (VNNI, AMX), where row-wise int8 search is fastest."""
     import torch
@@ -109,10 +145,12 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_train_precision(requested: str, device: torch.device | str) -> str:
-    """The training precision that runs: `requested`, with "auto" resolved for this machine."""
-    if requested == "auto":
-        return AUTO_TRAIN if bf16_native(device) else "fp32"
-    return requested
+    """The training precision that runs: `requested`, with "auto" resolved for this machine (bf16 is measured
+    either way, so that the log says how fast it is here)."""
+    if requested not in ("auto", "bf16"):
+        return requested
+    fast = bf16_fast(device)  # measured for an explicit bf16 too, so that the log says how fast it is here
+    return requested if requested == "bf16" else (AUTO_TRAIN if fast else "fp32")
 
 
 def resolve_search_dtype(requested: str, device: torch.device | str) -> str:
@@ -125,7 +163,7 @@ def resolve_search_dtype(requested: str, device: torch.device | str) -> str:
     if requested == "auto":
         if int8_native(device):
             return "int8"
-        return "bf16" if bf16_native(device) else "fp32"
+        return "bf16" if bf16_fast(device) else "fp32"
     if requested.startswith("int8") and device.type != "cpu":
         raise NMTError(f"dtype {requested} (dynamic int8 quantization) runs on CPU only, not on {device}")
     return requested
@@ -139,6 +177,9 @@ def describe(precision: str, device: torch.device | str) -> str:
     native = bf16_native(device)
     where = cpu_note() if device.type == "cpu" else ("bf16 supported" if native else "no bf16 support")
     slow = " (bf16 emulated: likely slower than fp32)" if "bf16" in precision and not native else ""
+    if native and device.type == "cpu" and _measured_speedup:  # measured for "auto" (or by the caller): say what
+        speed = _measured_speedup[0]
+        slow += f" (bf16 matmuls measured at {speed:.2f}x fp32 here; auto takes bf16 from {BF16_MIN_SPEEDUP}x)"
     if precision.startswith("int8") and not int8_native(device):
         slow += " (no int8 dot products: likely slower than on a CPU with VNNI)"
     return f"precision {precision} on {device.type} ({where}){slow}"

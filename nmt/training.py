@@ -303,7 +303,9 @@ class Run:
         device = resolve_device(config.train.device)
         self.dist = Distributed.from_env(device)
         self.device = self.dist.device(device)
-        self.precision = resolve_train_precision(config.train.precision, self.device)
+        # the main process measures what "auto" needs; every process then trains in its answer
+        precision = resolve_train_precision(config.train.precision, self.device) if self.dist.is_main else None
+        self.precision = self.dist.broadcast(precision)
         self.reporter = Reporter(run_dir, config, self.dist.is_main, show_progress)
         if self.dist.is_main:  # the main process writes the run directory, trains SentencePiece and tokenizes first
             prepare_run_dir(run_dir, config, resume)

@@ -54,15 +54,32 @@ def test_cli_dtype_choices(command, capsys):
 
 def test_auto_is_fp32_where_bf16_is_not_native(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    monkeypatch.setattr(precision, "_measured_speedup", [])
     assert precision.resolve_train_precision("auto", "cpu") == "fp32"
     assert precision.resolve_search_dtype("auto", "cpu") == "fp32"
     assert precision.resolve_search_dtype("bf16", "cpu") == "bf16"  # asked for explicitly: runs, emulated
     assert "emulated" in precision.describe("bf16", "cpu")
-    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    if torch.backends.mkldnn.is_available():
-        assert precision.resolve_train_precision("auto", "cpu") == precision.AUTO_TRAIN
-        assert precision.resolve_search_dtype("auto", "cpu") == "bf16"  # bf16 but no int8 dot products
+    assert precision._measured_speedup == []  # nothing timed without native bf16
     assert precision.resolve_train_precision("fp32", "cpu") == "fp32"
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="bf16 runs natively through oneDNN only")
+@pytest.mark.parametrize(("speedup", "auto"), [(2.3, "bf16"), (1.6, "bf16"), (1.2, "fp32"), (0.62, "fp32")])
+def test_auto_takes_bf16_only_where_it_is_measured_faster(monkeypatch, speedup, auto):
+    """avx512_bf16 in the flags is not enough: on an Intel Xeon without AMX, bf16 products run at 0.5-0.7x fp32."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    monkeypatch.setattr(precision, "_measured_speedup", [speedup])
+    assert precision.resolve_train_precision("auto", "cpu") == (precision.AUTO_TRAIN if auto == "bf16" else "fp32")
+    assert precision.resolve_search_dtype("auto", "cpu") == auto  # bf16 native but no int8 dot products
+    assert precision.resolve_train_precision("bf16", "cpu") == "bf16"  # asked for: runs, and the log says how fast
+    assert f"bf16 matmuls measured at {speedup:.2f}x fp32 here" in precision.describe("bf16", "cpu")
+
+
+@pytest.mark.skipif(not precision.bf16_native("cpu"), reason="needs native bf16")
+def test_bf16_speedup_is_measured_once(monkeypatch):
+    monkeypatch.setattr(precision, "_measured_speedup", [])
+    first = precision.bf16_speedup()
+    assert 0.1 < first < 20 and precision.bf16_speedup() == first and precision._measured_speedup == [first]
 
 
 def test_int8_is_cpu_only():

@@ -6,22 +6,81 @@ import torch
 
 from nmt.tokenizer import PAD_ID
 
+# Above this NLL a target's softmax probability (fp32) is too small to take the log of: such rows are computed
+# from the log-normalizer instead (exp(-80) = 1.8e-35, near the smallest normal fp32 number).
+EXACT_NLL_FROM = 80.0
+
+
+def _loss_and_gradient(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float, scale: float, gradient: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(loss sum x scale, NLL sum, the loss's gradient over `logits` flattened to (rows, vocab) or None)."""
+    vocab = logits.shape[-1]
+    x = logits.reshape(-1, vocab)  # (rows, vocab)
+    rows = targets.reshape(-1)
+    keep = (rows != PAD_ID).nonzero().squeeze(1)  # real positions
+    wide = torch.promote_types(x.dtype, torch.float32)  # bf16 logits: fp32 probabilities
+    prob = torch.softmax(x, dim=-1, dtype=wide)  # (rows, vocab), becomes the gradient
+    target_prob = prob.gather(1, rows.unsqueeze(1)).squeeze(1)[keep]
+    x_target = x.gather(1, rows.unsqueeze(1)).squeeze(1)[keep].to(wide)
+    nll = -target_prob.log()
+    tiny = (nll > EXACT_NLL_FROM).nonzero().squeeze(1)
+    if len(tiny):  # underflowed probabilities: the NLL from the log-normalizer
+        nll[tiny] = torch.logsumexp(x[keep[tiny]].to(wide), dim=-1) - x_target[tiny]
+    nll_sum = nll.sum()
+    loss_sum = nll_sum
+    if label_smoothing:
+        uniform = x_target + nll - x[keep].to(wide).mean(dim=-1)  # cross-entropy against the uniform distribution
+        loss_sum = (1.0 - label_smoothing) * nll_sum + label_smoothing * uniform.sum()
+    if not gradient:
+        return loss_sum * scale, nll_sum, None
+    if label_smoothing:
+        prob.sub_(label_smoothing / vocab)
+    prob[keep, rows[keep]] -= 1.0 - label_smoothing
+    prob.index_fill_(0, (rows == PAD_ID).nonzero().squeeze(1), 0.0)
+    if scale != 1.0:
+        prob.mul_(scale)
+    return loss_sum * scale, nll_sum, prob
+
+
+class _CrossEntropy(torch.autograd.Function):
+    """Summed (label-smoothed) cross-entropy whose gradient is made in the forward pass.
+
+    The gradient of the summed cross-entropy over the logits is softmax(x) - (1 - eps) onehot(target) - eps / V,
+    zero at padding: one softmax while the logits are fresh, two scattered corrections, and the scale the caller
+    divides the loss by. Backward then hands it over (times its incoming gradient when that is not 1), instead of
+    log-softmax's backward reading two vocabulary-sized tensors and writing a third long after they left the
+    cache, after a zero-filled one for the gather (on an Intel Xeon that backward took 119 ms a step against
+    15 ms for the same call on warm data).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, label_smoothing: float, scale: float):  # type: ignore[override]
+        loss, nll_sum, grad = _loss_and_gradient(logits, targets, label_smoothing, scale, gradient=True)
+        ctx.save_for_backward(grad)
+        ctx.shape, ctx.dtype = logits.shape, logits.dtype
+        return loss, nll_sum
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_nll):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        if grad_loss.item() != 1.0:
+            grad = grad * grad_loss
+        return grad.view(ctx.shape).to(ctx.dtype), None, None, None
+
 
 def sequence_loss(
-    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0, scale: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed (label-smoothed) cross-entropy and summed NLL over all non-padding target positions.
+    """Summed (label-smoothed) cross-entropy times `scale`, and the summed NLL, over all non-padding positions.
 
     logits (batch, steps, vocab), targets (batch, steps). Both sums run over time steps and sentences; the
-    trainer divides the first by the normalizer it is configured with (sentences by default, so the optimized
-    quantity is the per-sentence loss summed over time steps, averaged over the batch).
+    trainer passes 1 / the normalizer it is configured with as `scale` (sentences by default, so the optimized
+    quantity is the per-sentence loss summed over time steps, averaged over the batch), so that backward finds the
+    gradient ready. The NLL sum carries no gradient.
     """
-    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (batch, steps, vocab)
-    mask = targets != PAD_ID
-    nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (batch, steps)
-    nll_sum = nll.masked_select(mask).sum()
-    if label_smoothing == 0.0:
-        return nll_sum, nll_sum.detach()
-    uniform = -log_probs.mean(dim=-1)  # (batch, steps) cross-entropy against the uniform distribution
-    loss = (1.0 - label_smoothing) * nll + label_smoothing * uniform
-    return loss.masked_select(mask).sum(), nll_sum.detach()
+    if not (logits.requires_grad and torch.is_grad_enabled()):
+        loss, nll_sum, _ = _loss_and_gradient(logits, targets, label_smoothing, scale, gradient=False)
+        return loss, nll_sum
+    loss, nll_sum = _CrossEntropy.apply(logits, targets, label_smoothing, scale)
+    return loss, nll_sum.detach()

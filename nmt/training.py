@@ -368,9 +368,8 @@ class Run:
         cfg = self.config.train
         with autocast(self.precision, self.device):
             logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in, cfg.teacher_forcing)
-        loss_sum, nll_sum = sequence_loss(logits, batch.tgt_out, cfg.label_smoothing)
         # Gradients are averaged over processes, so each divides by its share of the global normalizer.
-        loss = loss_sum / (normalizer / self.dist.world)
+        loss, nll_sum = sequence_loss(logits, batch.tgt_out, cfg.label_smoothing, self.dist.world / normalizer)
         loss.backward()
         return loss.detach(), nll_sum.detach()
 

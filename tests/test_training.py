@@ -133,8 +133,8 @@ def test_non_finite_loss_is_skipped_then_stops(data, tmp_path, monkeypatch):
     real = nmt.training.sequence_loss
     calls = {"n": 0}
 
-    def poisoned(logits, targets, label_smoothing=0.0):
-        loss, nll = real(logits, targets, label_smoothing)
+    def poisoned(logits, targets, label_smoothing=0.0, scale=1.0):
+        loss, nll = real(logits, targets, label_smoothing, scale)
         calls["n"] += 1
         return (loss * float("nan"), nll) if calls["n"] > 4 else (loss, nll)
 

@@ -124,6 +124,10 @@ class Decoder(nn.Module):
         if config.tie_embeddings:
             self.output.weight = embedding.weight
         self.stepwise = shapes.stepwise
+        # fp32 training on CPU runs the RNN through `TrainingRNN` (True) or oneDNN's one-step RNN (False): which is
+        # faster depends on the CPU, so training measures it (`nmt.rnn_loop.step_loop_speedup`) and sets this;
+        # bf16 training always runs the loop.
+        self.fp32_step_loop = False
 
     def initial_feed(self, batch: int, like: torch.Tensor) -> torch.Tensor | None:
         return like.new_zeros(batch, self.readout_dim) if self.input_feeding else None
@@ -134,8 +138,8 @@ class Decoder(nn.Module):
         if self.stepwise and tokens.size(1) > 1:
             train = None
             if trains_step_by_step(self.rnn, tokens.device):
-                # fp32 keeps oneDNN's one-step RNN, 1.1-1.2x faster there than the loop's cells (docs/performance.md)
-                rnn = TrainingRNN(self.rnn) if torch.is_autocast_enabled(tokens.device.type) else None
+                loop = self.fp32_step_loop or torch.is_autocast_enabled(tokens.device.type)
+                rnn = TrainingRNN(self.rnn) if loop else None
                 train = TrainingSteps(rnn, Shared(self.readout.weight, self.readout.bias))
                 if memory.outputs is not None:  # attention's one-query products: fp32, 1.2-3x faster than bf16
                     luong = self.attention_type == "luong"  # Bahdanau adds its keys to the query: no product

@@ -168,3 +168,39 @@ class TrainingRNN(RNNLoop):
 def trains_step_by_step(rnn: nn.Module, device: torch.device) -> bool:
     """Whether this forward trains `rnn` (torch's RNN, gradients on, CPU) through `TrainingRNN`."""
     return torch.is_grad_enabled() and device.type == "cpu" and isinstance(rnn, nn.RNNBase)
+
+
+def step_loop_speedup(rnn: nn.RNNBase, rows: int = 128, steps: int = 8, rounds: int = 2) -> float:
+    """How much faster fp32 training runs a one-step-at-a-time decoder RNN through `TrainingRNN` than through the
+    RNN itself (oneDNN's one-step RNN on CPU): the time of the second over the first, forward and backward over
+    `steps` steps of `rows` rows, each way timed `rounds` times in turn, the best of each.
+
+    Which is faster depends on the CPU: 1.13-1.22x slower on an AMD EPYC, 1.08-1.11x faster on an Intel Xeon
+    (docs/performance.md). Runs on a copy, so the RNN's gradients are untouched.
+    """
+    import copy
+    import time
+
+    rnn = copy.deepcopy(rnn).train()
+    x = torch.randn(rows, steps, rnn.input_size)
+    shape = (rnn.num_layers * (2 if rnn.bidirectional else 1), rows, rnn.hidden_size)
+    h0 = torch.zeros(shape)
+    hx: Hidden = (h0, h0) if isinstance(rnn, nn.LSTM) else h0
+
+    def train(loop: bool) -> float:
+        start = time.perf_counter()
+        run = TrainingRNN(rnn) if loop else rnn
+        state, outs = hx, []
+        for step in x.split(1, dim=1):
+            out, state = run(step, state)
+            outs.append(out)
+        torch.cat(outs, 1).sum().backward()
+        return time.perf_counter() - start
+
+    for loop in (False, True):
+        train(loop)  # warm-up: kernels and allocations
+    best = {False: float("inf"), True: float("inf")}
+    for _ in range(rounds):
+        for loop in best:
+            best[loop] = min(best[loop], train(loop))
+    return best[False] / best[True]

@@ -27,9 +27,15 @@ from nmt.model import Seq2Seq, count_parameters
 from nmt.precision import autocast, describe, resolve_train_precision
 from nmt.prediction import Translator, resolve_device
 from nmt.reporting import Reporter
+from nmt.rnn_loop import step_loop_speedup
 from nmt.token_cache import cached_sentencepiece, cached_tokenize
 from nmt.tokenizer import Tokenizer
 
+# The fp32 decoder trains through the step loop where it measures at least this much faster than oneDNN's RNN,
+# for RNNs of at least this many units: smaller ones come out on either side of 1.05 from one measurement to the
+# next (0.87-1.2x on the Intel Xeon, 16-64 units), and two runs of one seed must take the same path.
+STEP_LOOP_MIN_SPEEDUP = 1.05
+STEP_LOOP_MIN_HIDDEN = 256
 # Keys that may differ between a run directory's config and the config given to `--resume`.
 RESUMABLE_KEYS = {
     "train.max_epochs",
@@ -72,6 +78,11 @@ class TrainState:
     window_tokens: int = 0  # target tokens and summed NLL since the last train log line
     window_nll: float = 0.0
     elapsed: float = 0.0
+    # What this machine measured at the start (training's "auto" precision, the fp32 decoder's step loop): a
+    # resumed run keeps them, so that it continues exactly wherever a new measurement would come out otherwise.
+    # Checkpoints written before they were recorded: "" (measured again) and False (oneDNN, as then).
+    precision: str = ""
+    fp32_step_loop: bool = False
     finished: bool = False
     stop_reason: str = ""
     metrics: list[dict[str, Any]] = field(default_factory=list)
@@ -322,6 +333,9 @@ class Run:
         if self.dist.world > 1:
             torch.manual_seed(config.seed + self.dist.rank)  # same initial weights, different dropout
             self.train_model = torch.nn.parallel.DistributedDataParallel(self.model)
+        # the main process measures which way the fp32 decoder trains faster here; every process takes its answer
+        step_loop = self.measure_step_loop() if self.dist.is_main else None
+        self.model.decoder.fp32_step_loop = self.dist.broadcast(step_loop)
         self.params = list(self.model.parameters())
         if self.dist.is_main:
             check_disk_space(run_dir, count_parameters(self.model), config.train.keep_checkpoints)
@@ -334,10 +348,34 @@ class Run:
             f"{describe(self.precision, self.device)}"
         )
 
+    def measure_step_loop(self) -> bool:
+        """Whether the fp32 decoder trains faster through `TrainingRNN` than through oneDNN's one-step RNN here
+        (only asked where it matters: CPU, fp32, a decoder run step by step); logged."""
+        decoder = self.model.decoder
+        if not (self.device.type == "cpu" and self.precision == "fp32" and decoder.stepwise):
+            return False
+        if decoder.rnn.hidden_size < STEP_LOOP_MIN_HIDDEN:
+            return False
+        speedup = step_loop_speedup(decoder.rnn)
+        loop = speedup >= STEP_LOOP_MIN_SPEEDUP
+        self.reporter.log(
+            f"decoder RNN steps in fp32: {'the step loop' if loop else 'oneDNN'} (the loop measured at "
+            f"{speedup:.2f}x oneDNN's one-step RNN here; taken from {STEP_LOOP_MIN_SPEEDUP}x)"
+        )
+        return loop
+
     def initial_state(self, resume: bool) -> TrainState:
+        """A fresh state recording what this machine measured, or the checkpoint's, whose measurements win."""
+        decoder = self.model.decoder
         if not resume:
-            return TrainState()
-        return TrainState(**load_checkpoint(self.run_dir, self.model, self.optimizer, self.dist.rank, self.dist.world))
+            return TrainState(precision=self.precision, fp32_step_loop=decoder.fp32_step_loop)
+        state = TrainState(**load_checkpoint(self.run_dir, self.model, self.optimizer, self.dist.rank, self.dist.world))
+        if self.config.train.precision == "auto" and state.precision and state.precision != self.precision:
+            self.reporter.log(f"resumed in the run's precision {state.precision} ('auto' measured {self.precision})")
+            self.precision = state.precision
+        decoder.fp32_step_loop = state.fp32_step_loop
+        state.precision = self.precision
+        return state
 
     def start_clock(self, elapsed: float) -> None:
         self.clock_start, self.clock_base = time.perf_counter(), elapsed

@@ -255,15 +255,20 @@ def test_rnn_step_is_one_step_of_the_rnn(cell, layers):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("attention", ["luong", "bahdanau"])
-def test_training_step_by_step_with_shared_gradients_equals_plain_autograd(cell, attention, monkeypatch):
-    """Training on CPU runs the encoder and the stepwise decoder through `TrainingRNN` and `Shared` operands; loss
-    and every parameter's gradient are those of torch's RNN and plain autograd (double precision)."""
+@pytest.mark.parametrize("fp32_step_loop", [False, True])
+def test_training_step_by_step_with_shared_gradients_equals_plain_autograd(
+    cell, attention, fp32_step_loop, monkeypatch
+):
+    """Training on CPU runs the encoder and the stepwise decoder through `TrainingRNN` and `Shared` operands (the
+    decoder's RNN too where training measured the loop faster: `fp32_step_loop`); loss and every parameter's
+    gradient are those of torch's RNN and plain autograd (double precision)."""
     import nmt.decoder
     import nmt.encoder
 
     torch.manual_seed(0)
     config = small(cell=cell, attention=attention, decoder_layers=2, input_feeding=True, bidirectional=True)
     model = Seq2Seq(config, SRC_V, TGT_V).double()
+    model.decoder.fp32_step_loop = fp32_step_loop
     src, lengths, tgt = batch()
     results = []
     for step_by_step in (True, False):

@@ -116,6 +116,36 @@ def test_resume_continues_exactly(data, tmp_path):
     assert metrics("a") == metrics("b", skip_step=8)
 
 
+def test_a_resumed_run_keeps_what_its_start_measured(data, tmp_path, monkeypatch):
+    """Training measures what `auto` precision means here and which way the fp32 decoder trains faster; a run
+    resumed where the measurements now come out the other way keeps the checkpoint's answers, and ends with the
+    uninterrupted run's weights."""
+    import nmt.precision
+    import nmt.training
+
+    measured = {"loop": 2.0, "bf16": False}
+    monkeypatch.setattr(nmt.training, "STEP_LOOP_MIN_HIDDEN", 0)
+    monkeypatch.setattr(nmt.training, "step_loop_speedup", lambda rnn: measured["loop"])
+    monkeypatch.setattr(nmt.precision, "bf16_fast", lambda device: measured["bf16"])
+
+    def config(steps):
+        raw = small_config(data, max_steps=steps, precision="auto").to_dict()
+        raw["model"].update(attention="luong", input_feeding=True)  # a decoder run step by step
+        return config_from_dict(raw, "test")
+
+    train(config(12), tmp_path / "a", show_progress=False)
+    train(config(6), tmp_path / "b", show_progress=False)
+    measured.update(loop=0.5, bf16=True)
+    resumed = train(config(12), tmp_path / "b", resume=True, show_progress=False)
+    assert (resumed.precision, resumed.fp32_step_loop) == ("fp32", True)
+    a = safe_torch_load(tmp_path / "a" / CHECKPOINT_FILE)["model"]
+    b = safe_torch_load(tmp_path / "b" / CHECKPOINT_FILE)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "b" / "train.log").read_text()
+    assert "decoder RNN steps in fp32: the step loop (the loop measured at 2.00x" in log
+    assert "resumed in the run's precision fp32 ('auto' measured bf16)" in log
+
+
 def test_existing_run_needs_resume_and_the_same_config(data, tmp_path):
     train(small_config(data, max_steps=3), tmp_path / "r", show_progress=False)
     with pytest.raises(NMTError, match="already holds a training run"):

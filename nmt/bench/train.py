@@ -89,6 +89,7 @@ def bench_train(args: argparse.Namespace) -> int:
         "source_target_tokens_per_s": round((src_tokens + tgt_tokens) / seconds),
         "achieved_gflops": round(achieved, 1),
         "precision": precision,
+        "fp32_step_loop": run.model.decoder.fp32_step_loop,  # the fp32 decoder's RNN through TrainingRNN
         "peak_gflops": round(peak, 1),
         "peaks_gflops": {k: round(v, 1) for k, v in peaks.items()},
         "fraction_of_peak": round(achieved / peak, 3),
@@ -100,6 +101,7 @@ def bench_train(args: argparse.Namespace) -> int:
         f"source+target tokens/s: {report['source_target_tokens_per_s']:,}",
         f"achieved matmul: {achieved:.1f} GFLOP/s",
         f"precision: {describe(precision, run.device)}",
+        f"fp32 decoder RNN: {'the step loop' if report['fp32_step_loop'] else 'as built (oneDNN on CPU)'}",
         f"measured {precision} matmul peak: {peak:.1f} GFLOP/s",
         f"fraction of peak: {achieved / peak:.1%}",
         machine_line(report["machine"]),

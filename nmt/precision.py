@@ -138,7 +138,7 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=SEARCH_DTYPES,
         help="search precision: fp32, bf16, int8 (row-wise dynamic, CPU), int8+bf16 (int8 RNN, bf16 output layer), "
-        "or auto (int8 on a CPU with int8 dot products, else bf16 where it is native, else fp32); default: the "
+        "or auto (int8 on a CPU with int8 dot products, else bf16 where it is fast, else fp32); default: the "
         "model config's decode.dtype (auto)",
     )
     parser.add_argument("--quantize", choices=["int8"], help="same as --dtype int8 (older spelling)")

@@ -4,7 +4,8 @@
 # harness's own budget driver and log parser for OpenNMT-py; then each model's test BLEU (beam 5, each toolkit's
 # default search) and `nmt bench train` in both precisions. Work folder /tmp/peers_g, sharing the OpenNMT-py
 # virtualenv and data of /tmp/peers (run ../../../../shared/peers/side_by_side.sh once first).
-# Run from anywhere, nothing else running: bash docs/results/side_by_side_2026-11-29g/train.sh (W: another work folder)
+# Run from anywhere, nothing else running: bash docs/results/side_by_side_2026-11-29g/train.sh (W: another work folder;
+# PRECISIONS: the nmt precisions, default "fp32 bf16")
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 P=../shared/peers; W=${W:-/tmp/peers_g}; D=$W/data/raw; BUDGET=${BUDGET:-480}
@@ -25,7 +26,7 @@ steps = [int(s) for s in re.findall(r"Step (\d+)/", open("$W/runs/onmt.stdout.lo
 print(json.dumps(p.onmt(50, max(steps))))
 PY
 uptime >> $OUT/uptime.txt
-for precision in fp32 bf16; do
+for precision in ${PRECISIONS:-fp32 bf16}; do
   rm -rf $W/runs/nmt_$precision
   nmt train --config configs/peer_shape.yaml --set train.precision=$precision \
     --set train.max_minutes=$(python3 -c "print($BUDGET/60)") --output-dir $W/runs/nmt_$precision --quiet \
@@ -34,13 +35,13 @@ for precision in fp32 bf16; do
   uptime >> $OUT/uptime.txt
 done
 python3 $P/translate_bench.py onmt --beams 5 --repeats 1 > $OUT/onmt_translate.jsonl
-for precision in fp32 bf16; do
+for precision in ${PRECISIONS:-fp32 bf16}; do
   nmt translate --model $W/runs/nmt_$precision --beam-size 5 < $D/test_2016_flickr.de > $OUT/nmt_$precision.hyp 2>/dev/null
   python3 -c "
 import sacrebleu, json; h = open('$OUT/nmt_$precision.hyp').read().splitlines(); r = open('$D/test_2016_flickr.en').read().splitlines()
 print(json.dumps({'tool': 'nmt', 'trained': '$precision', 'beam': 5, 'bleu': round(sacrebleu.corpus_bleu(h, [r]).score, 2)}))"
 done > $OUT/nmt_translate.jsonl
-for precision in fp32 bf16; do
+for precision in ${PRECISIONS:-fp32 bf16}; do
   nmt bench train --config configs/peer_shape.yaml --steps 30 --set train.precision=$precision \
     --json $OUT/nmt_bench_train_$precision.json > $OUT/nmt_bench_train_$precision.log 2>&1
 done

@@ -14,7 +14,7 @@ from nmt import __version__
 from nmt.cli_types import positive_int
 from nmt.errors import NMTError
 from nmt.precision import add_dtype_argument, bound_onednn_caches
-from nmt.runtime import malloc_defaults, openmp_defaults
+from nmt.runtime import malloc_defaults, mkl_defaults, openmp_defaults
 
 SPLIT_ROLES = {"train": "train_split", "valid": "valid_split", "validation": "valid_split", "test": "test_split"}
 
@@ -259,6 +259,7 @@ def run() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     openmp_defaults()
+    mkl_defaults()
     malloc_defaults()
     bound_onednn_caches()  # before any oneDNN primitive, in this process and in the servers' workers it starts
     argv = sys.argv[1:] if argv is None else argv

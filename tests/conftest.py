@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from nmt.runtime import mkl_defaults
+
+mkl_defaults()  # as the `nmt` command does, before MKL's first product: fp32 rows independent of their batch
+
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("NMT_DATA_DIR", REPO.parent / "shared" / "data" / "multi30k")).resolve()
 

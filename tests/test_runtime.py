@@ -62,3 +62,17 @@ def test_a_users_malloc_setting_wins(monkeypatch, user):
     assert {name: os.environ.get(name) for name in MALLOC_VARIABLES} == {
         name: user.get(name) for name in MALLOC_VARIABLES
     }
+
+
+def test_mkl_reproducibility_is_set_on_intel_only_and_a_user_setting_wins(monkeypatch):
+    from nmt import runtime
+
+    for vendor, expected in (("GenuineIntel", runtime.MKL_CBWR), ("AuthenticAMD", None)):
+        monkeypatch.delenv("MKL_CBWR", raising=False)
+        monkeypatch.setattr(runtime, "_cpu_vendor", lambda v=vendor: v)
+        runtime.mkl_defaults()
+        assert os.environ.get("MKL_CBWR") == expected
+    monkeypatch.setenv("MKL_CBWR", "AVX2")
+    monkeypatch.setattr(runtime, "_cpu_vendor", lambda: "GenuineIntel")
+    runtime.mkl_defaults()
+    assert os.environ["MKL_CBWR"] == "AVX2"

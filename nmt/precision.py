@@ -145,8 +145,7 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_train_precision(requested: str, device: torch.device | str) -> str:
-    """The training precision that runs: `requested`, with "auto" resolved for this machine (bf16 is measured
-    either way, so that the log says how fast it is here)."""
+    """The training precision that runs: `requested`, with "auto" resolved for this machine."""
     if requested not in ("auto", "bf16"):
         return requested
     fast = bf16_fast(device)  # measured for an explicit bf16 too, so that the log says how fast it is here

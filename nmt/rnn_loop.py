@@ -172,11 +172,11 @@ def trains_step_by_step(rnn: nn.Module, device: torch.device) -> bool:
 
 def step_loop_speedup(rnn: nn.RNNBase, rows: int = 128, steps: int = 8, rounds: int = 2) -> float:
     """How much faster fp32 training runs a one-step-at-a-time decoder RNN through `TrainingRNN` than through the
-    RNN itself (oneDNN's one-step RNN on CPU): the time of the second over the first, forward and backward over
-    `steps` steps of `rows` rows, each way timed `rounds` times in turn, the best of each.
+    RNN itself (oneDNN's one-step RNN on CPU): the RNN's time over the loop's, forward and backward over `steps`
+    steps of `rows` rows, each way timed `rounds` times in turn, the best of each.
 
-    Which is faster depends on the CPU: 1.13-1.22x slower on an AMD EPYC, 1.08-1.11x faster on an Intel Xeon
-    (docs/performance.md). Runs on a copy, so the RNN's gradients are untouched.
+    Which is faster depends on the CPU: whole training steps ran 1.13-1.22x slower with the loop on an AMD EPYC,
+    1.08-1.12x faster on an Intel Xeon (docs/performance.md). Runs on a copy: the RNN's gradients are untouched.
     """
     import copy
     import time

@@ -373,6 +373,8 @@ class Run:
         if self.config.train.precision == "auto" and state.precision and state.precision != self.precision:
             self.reporter.log(f"resumed in the run's precision {state.precision} ('auto' measured {self.precision})")
             self.precision = state.precision
+        if state.fp32_step_loop != decoder.fp32_step_loop:
+            self.reporter.log(f"resumed with the run's fp32 decoder path (step loop: {state.fp32_step_loop})")
         decoder.fp32_step_loop = state.fp32_step_loop
         state.precision = self.precision
         return state

@@ -144,6 +144,7 @@ def test_a_resumed_run_keeps_what_its_start_measured(data, tmp_path, monkeypatch
     log = (tmp_path / "b" / "train.log").read_text()
     assert "decoder RNN steps in fp32: the step loop (the loop measured at 2.00x" in log
     assert "resumed in the run's precision fp32 ('auto' measured bf16)" in log
+    assert "resumed with the run's fp32 decoder path (step loop: True)" in log
 
 
 def test_existing_run_needs_resume_and_the_same_config(data, tmp_path):

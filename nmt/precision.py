@@ -22,10 +22,10 @@ import argparse
 import contextlib
 import functools
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
 from nmt.errors import NMTError
+from nmt.runtime import cpuinfo
 
 if TYPE_CHECKING:
     import torch
@@ -64,13 +64,7 @@ def bound_onednn_caches() -> None:
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (Linux /proc/cpuinfo); empty where unknown."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset(cpuinfo("flags").split())
 
 
 def bf16_native(device: torch.device | str = "cpu") -> bool:

@@ -33,26 +33,29 @@ def openmp_defaults() -> None:
 
 
 # MKL (torch's fp32 products on CPU) picks its kernels by the number of rows on Intel CPUs, so a row's result
-# depended on the rows beside it: rows 1-4, 5-15 and 16 on gave three different roundings (an Intel Xeon, model 207),
-# which broke "a sentence's translation does not depend on its batch" in fp32. Strict conditional numerical
-# reproducibility makes each row's result independent of the others, at the same speed (308-311 against 316 GFLOP/s
-# on 2,048-square products). Not set on other CPUs, where MKL may fall back to its slow compatible code path.
+# depended on the rows beside it: at the peer decoder's (rows, 768) x (768, 2,048), 1 row, 2-15 rows and 16 or more
+# gave three different roundings (an Intel Xeon, model 207), which broke "a sentence's translation does not depend
+# on its batch" in fp32. Strict conditional numerical reproducibility makes each row's result independent of the
+# others, at the same speed (308-311 against 316 GFLOP/s on 2,048-square products). Not set on other CPUs, where MKL
+# may fall back to its slow compatible code path.
 MKL_CBWR = "AUTO,STRICT"
 
 
 def mkl_defaults() -> None:
     """Set MKL_CBWR=AUTO,STRICT on an Intel CPU, before MKL's first product (it reads it once); a value the user
     set wins."""
-    if "MKL_CBWR" not in os.environ and _cpu_vendor() == "GenuineIntel":
+    if "MKL_CBWR" not in os.environ and cpuinfo("vendor_id") == "GenuineIntel":
         os.environ["MKL_CBWR"] = MKL_CBWR
 
 
-def _cpu_vendor() -> str:
+def cpuinfo(field: str) -> str:
+    """The first CPU's `field` in Linux's /proc/cpuinfo (vendor_id, flags, ...); empty where unknown."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+                name, _, value = line.partition(":")
+                if name.strip() == field:
+                    return value.strip()
     except OSError:
         pass
     return ""

@@ -69,10 +69,10 @@ def test_mkl_reproducibility_is_set_on_intel_only_and_a_user_setting_wins(monkey
 
     for vendor, expected in (("GenuineIntel", runtime.MKL_CBWR), ("AuthenticAMD", None)):
         monkeypatch.delenv("MKL_CBWR", raising=False)
-        monkeypatch.setattr(runtime, "_cpu_vendor", lambda v=vendor: v)
+        monkeypatch.setattr(runtime, "cpuinfo", lambda field, v=vendor: v)
         runtime.mkl_defaults()
         assert os.environ.get("MKL_CBWR") == expected
     monkeypatch.setenv("MKL_CBWR", "AVX2")
-    monkeypatch.setattr(runtime, "_cpu_vendor", lambda: "GenuineIntel")
+    monkeypatch.setattr(runtime, "cpuinfo", lambda field: "GenuineIntel")
     runtime.mkl_defaults()
     assert os.environ["MKL_CBWR"] == "AVX2"

@@ -18,11 +18,13 @@ def _loss_and_gradient(
     vocab = logits.shape[-1]
     x = logits.reshape(-1, vocab)  # (rows, vocab)
     rows = targets.reshape(-1)
-    keep = (rows != PAD_ID).nonzero().squeeze(1)  # real positions
+    pad = rows == PAD_ID
+    keep = (~pad).nonzero().squeeze(1)  # real positions
+    real = rows[keep]  # their targets
     wide = torch.promote_types(x.dtype, torch.float32)  # bf16 logits: fp32 probabilities
     prob = torch.softmax(x, dim=-1, dtype=wide)  # (rows, vocab), becomes the gradient
-    target_prob = prob.gather(1, rows.unsqueeze(1)).squeeze(1)[keep]
-    x_target = x.gather(1, rows.unsqueeze(1)).squeeze(1)[keep].to(wide)
+    target_prob = prob[keep, real]
+    x_target = x[keep, real].to(wide)
     nll = -target_prob.log()
     tiny = (nll > EXACT_NLL_FROM).nonzero().squeeze(1)
     if len(tiny):  # underflowed probabilities: the NLL from the log-normalizer
@@ -36,8 +38,8 @@ def _loss_and_gradient(
         return loss_sum * scale, nll_sum, None
     if label_smoothing:
         prob.sub_(label_smoothing / vocab)
-    prob[keep, rows[keep]] -= 1.0 - label_smoothing
-    prob.index_fill_(0, (rows == PAD_ID).nonzero().squeeze(1), 0.0)
+    prob[keep, real] -= 1.0 - label_smoothing
+    prob.index_fill_(0, pad.nonzero().squeeze(1), 0.0)
     if scale != 1.0:
         prob.mul_(scale)
     return loss_sum * scale, nll_sum, prob

@@ -64,6 +64,32 @@ DROP_FRACTION = 8  # greedy search drops its ended sentences' rows once they are
 MIN_SOURCE_WIDTH = 32  # attention scores over fewer source positions take another kernel: pad to at least this
 
 
+BLOCK_SIZES = range(64, 15, -1)  # candidate widths of the blocks `_top_candidates` takes maxima over
+
+
+def _top_candidates(log_probs: torch.Tensor, alive_scores: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The n best continuations of each sentence's k beams: scores alive_scores[j] + log_probs[j, token] and ids
+    j * vocab + token, as `(alive_scores.unsqueeze(-1) + log_probs.view(m, k, vocab)).view(m, -1).topk(n)` gives
+    them (the same values; among equal scores possibly other ids).
+
+    torch's CPU `topk` over the (m, k * vocab) candidates is a partial sort of every element, as slow as the
+    step's output layer at the peer shape; here the vocabulary is cut into blocks, the n blocks with the best
+    maxima (plus the beam's score) hold the n best candidates, and only those n * block elements are sorted.
+    """
+    m, k = alive_scores.shape
+    vocab = log_probs.size(-1)
+    block = next((b for b in BLOCK_SIZES if vocab % b == 0 and vocab // b >= n), None)
+    if block is None:
+        candidates = (alive_scores.unsqueeze(-1) + log_probs.view(m, k, vocab)).view(m, k * vocab)
+        return candidates.topk(n, dim=-1)
+    maxima = log_probs.view(m, k, vocab // block, block).amax(-1)  # (m, k, blocks)
+    best_blocks = (alive_scores.unsqueeze(-1) + maxima).view(m, -1).topk(n, dim=-1)[1]  # (m, n)
+    ids = (best_blocks.unsqueeze(-1) * block + torch.arange(block, device=log_probs.device)).view(m, n * block)
+    scores = log_probs.view(m, k * vocab).gather(1, ids) + alive_scores.gather(1, ids // vocab)
+    top_scores, top = scores.topk(n, dim=-1)  # (m, n)
+    return top_scores, ids.gather(1, top)
+
+
 def _encode(model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor):
     """`model.encode` with every sentence's arithmetic independent of the batch around it.
 
@@ -172,8 +198,7 @@ def beam_search(
         forced = (max_lengths[active] <= t + 1).repeat_interleave(k)
         log_probs = _force_eos(log_probs, forced)
         vocab = log_probs.size(-1)
-        candidates = (alive_scores.unsqueeze(-1) + log_probs.view(m, k, vocab)).view(m, k * vocab)
-        top_scores, top_ids = candidates.topk(2 * k, dim=-1)  # (m, 2k)
+        top_scores, top_ids = _top_candidates(log_probs, alive_scores, 2 * k)  # (m, 2k)
         origin, token = top_ids // vocab, top_ids % vocab
         history = alive_seqs.gather(1, origin.unsqueeze(-1).expand(-1, -1, t))  # (m, 2k, t)
         is_eos = token == EOS_ID

@@ -9,7 +9,7 @@ from nmt.config import ModelConfig
 from nmt.decoder import DecoderState, Memory
 from nmt.model import Seq2Seq
 from nmt.precision import autocast, prepare_for_search
-from nmt.search import beam_search, greedy_search, length_penalty, max_output_lengths
+from nmt.search import NEG_INF, beam_search, greedy_search, length_penalty, max_output_lengths
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 A, B = 4, 5
@@ -224,3 +224,41 @@ def test_a_sentence_searches_the_same_in_any_batch(attention, cell, precision, o
         alone = [search([i], beam_size)[0] for i in range(len(sentences))]
         for group in groups:
             assert search(group, beam_size) == [alone[i] for i in group], (group, beam_size)
+
+
+def _candidates(m: int, k: int, vocab: int, ties: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Beam-step inputs: log-probabilities (m * k, vocab) and beam scores (m, k) far apart, the first sentence at
+    its first step (one live beam), the second with EOS forced (one finite token per beam)."""
+    g = torch.Generator().manual_seed(vocab + k)
+    log_probs = torch.log_softmax(3 * torch.randn(m * k, vocab, generator=g), dim=-1)
+    if ties:
+        log_probs = log_probs.mul(2).round().div(2)
+    log_probs[k : 2 * k] = NEG_INF
+    log_probs[k : 2 * k, EOS_ID] = -0.5
+    alive = -10 * torch.rand(m, k, generator=g)
+    alive[0, 1:] = NEG_INF
+    return log_probs, alive
+
+
+@pytest.mark.parametrize("vocab", [8000, 1000, 240, 997, 60])
+@pytest.mark.parametrize("k", [1, 5])
+def test_top_candidates_are_the_best_of_all_candidates(vocab, k):
+    """The block-wise top-k (and its fallback for vocabularies without a fitting block) gives what a full sort of
+    every beam's every continuation gives."""
+    log_probs, alive = _candidates(6, k, vocab)
+    full = (alive.unsqueeze(-1) + log_probs.view(6, k, vocab)).view(6, -1)
+    want_scores, want_ids = full.topk(2 * k, dim=-1)
+    scores, ids = search_module._top_candidates(log_probs, alive, 2 * k)
+    assert torch.equal(scores, want_scores)
+    finite = want_scores > NEG_INF  # the -inf candidates tie: any of them will do
+    assert torch.equal(ids[finite], want_ids[finite])
+    assert torch.equal(full.gather(1, ids), scores)
+
+
+def test_top_candidates_with_ties_are_distinct_and_scored_right():
+    log_probs, alive = _candidates(6, 4, 4000, ties=True)
+    full = (alive.unsqueeze(-1) + log_probs.view(6, 4, 4000)).view(6, -1)
+    scores, ids = search_module._top_candidates(log_probs, alive, 8)
+    assert torch.equal(scores, full.topk(8, dim=-1)[0])
+    assert torch.equal(full.gather(1, ids), scores)
+    assert all(len(set(row)) == 8 for row in ids.tolist())

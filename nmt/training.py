@@ -264,7 +264,7 @@ def check_disk_space(run_dir: Path, parameters: int, snapshots: int = 0) -> None
 
 def clip_gradients(parameters: list[torch.nn.Parameter], max_norm: float | None) -> torch.Tensor:
     """Scale gradients so their global L2 norm is at most `max_norm`; returns the norm before clipping."""
-    return torch.nn.utils.clip_grad_norm_(parameters, max_norm if max_norm else float("inf"))
+    return torch.nn.utils.clip_grad_norm_(parameters, max_norm if max_norm else float("inf"), foreach=True)
 
 
 def learning_rate(config: Config, state: TrainState, progress: float = 0.0) -> float:
@@ -339,7 +339,14 @@ class Run:
         self.params = list(self.model.parameters())
         if self.dist.is_main:
             check_disk_space(run_dir, count_parameters(self.model), config.train.keep_checkpoints)
-        self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr, weight_decay=config.train.weight_decay)
+        # fused: one pass over each parameter and its moments instead of about ten (38.6 -> 9.4 ms a step at the
+        # peer shape on an Intel Xeon, 2.5% of the step; docs/performance.md)
+        self.optimizer = torch.optim.Adam(
+            self.params,
+            lr=config.train.lr,
+            weight_decay=config.train.weight_decay,
+            fused=self.device.type in ("cpu", "cuda"),
+        )
         self.translator = Translator(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, config)
         self.clock_start, self.clock_base = time.perf_counter(), 0.0
         self.reporter.log(

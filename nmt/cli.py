@@ -257,14 +257,20 @@ def run() -> None:
     os._exit(code)
 
 
+def shares_cores(args: argparse.Namespace) -> bool:
+    """Whether this command runs next to other computing processes of its own: torchrun's workers on this machine,
+    or the server's inference workers."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1 or getattr(args, "workers", 1) > 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    openmp_defaults()
     mkl_defaults()
     malloc_defaults()
     bound_onednn_caches()  # before any oneDNN primitive, in this process and in the servers' workers it starts
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(_command(argv))
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # imports no torch, so OpenMP's setting can still follow the arguments
+    openmp_defaults(shares_cores=shares_cores(args))
     try:
         return int(args.func(args) or 0)
     except NMTError as e:

@@ -21,15 +21,22 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt(3) parameters
 MALLOC_VARIABLES = {"MALLOC_MMAP_THRESHOLD_": M_MMAP_THRESHOLD, "MALLOC_TRIM_THRESHOLD_": M_TRIM_THRESHOLD}
 
 
-def openmp_defaults() -> None:
-    """Make OpenMP worker threads spin only briefly before sleeping (GNU libgomp, which CPU torch uses).
+# libgomp's idle threads spin GOMP_SPINCOUNT times before sleeping (its default: 300,000). Measured on a 2-core
+# Intel Xeon (docs/performance.md): with the cores to itself a process runs as fast at 10,000 as at the default,
+# and 1,000 costs it 12% in training and 26-35% in search (threads asleep between the many small operations of a
+# step); two processes that share the cores run 2,541 target tokens/s together at 1,000, 1,697 at 10,000 (a
+# spinning thread holds a core the other process needs), 242 at the default.
+SPINCOUNT_ALONE, SPINCOUNT_SHARED = 10_000, 1_000
 
-    Measured with two training processes on 2 cores: libgomp's default spinning gives 3x less total throughput
-    than GOMP_SPINCOUNT=1000, which is as fast as the default for one process alone (docs/performance_baseline.md).
-    Must run before torch is imported; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+
+def openmp_defaults(shares_cores: bool) -> None:
+    """Set how long idle OpenMP threads spin (GNU libgomp, which CPU torch uses): SPINCOUNT_SHARED where this
+    process shares the cores with others it knows of (torchrun workers, the server's inference workers),
+    SPINCOUNT_ALONE otherwise. Must run before torch is imported; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT
+    wins.
     """
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        os.environ["GOMP_SPINCOUNT"] = "1000"
+        os.environ["GOMP_SPINCOUNT"] = str(SPINCOUNT_SHARED if shares_cores else SPINCOUNT_ALONE)
 
 
 # MKL (torch's fp32 products on CPU) picks its kernels by the number of rows on Intel CPUs, so a row's result

@@ -76,3 +76,38 @@ def test_mkl_reproducibility_is_set_on_intel_only_and_a_user_setting_wins(monkey
     monkeypatch.setattr(runtime, "cpuinfo", lambda field: "GenuineIntel")
     runtime.mkl_defaults()
     assert os.environ["MKL_CBWR"] == "AVX2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "shared"),
+    [
+        (["translate", "--model", "m"], {}, False),
+        (["train", "--config", "c.yaml"], {}, False),
+        (["train", "--config", "c.yaml"], {"LOCAL_WORLD_SIZE": "2"}, True),
+        (["serve", "--model", "m"], {}, False),
+        (["serve", "--model", "m", "--workers", "2"], {}, True),
+    ],
+)
+def test_openmp_threads_spin_briefly_only_where_the_commands_processes_share_the_cores(monkeypatch, argv, env, shared):
+    from nmt import runtime
+    from nmt.cli import build_parser, shares_cores
+
+    for name in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    runtime.openmp_defaults(shares_cores(build_parser(argv[0]).parse_args(argv)))
+    expected = runtime.SPINCOUNT_SHARED if shared else runtime.SPINCOUNT_ALONE
+    assert os.environ["GOMP_SPINCOUNT"] == str(expected)
+
+
+@pytest.mark.parametrize("user", [{"GOMP_SPINCOUNT": "5"}, {"OMP_WAIT_POLICY": "passive"}])
+def test_a_users_openmp_setting_wins(monkeypatch, user):
+    from nmt import runtime
+
+    for name in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in user.items():
+        monkeypatch.setenv(name, value)
+    runtime.openmp_defaults(shares_cores=False)
+    assert os.environ.get("GOMP_SPINCOUNT") == user.get("GOMP_SPINCOUNT")

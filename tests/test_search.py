@@ -202,7 +202,8 @@ def test_a_sentence_searches_the_same_in_any_batch(attention, cell, precision, o
     config = ModelConfig(
         embedding_dim=32, hidden_size=64, encoder_layers=2, decoder_layers=2, cell=cell, attention=attention
     )
-    model = prepare_for_search(Seq2Seq(config, 60, 60).eval(), precision)
+    # a target vocabulary of 256: beam 4's candidates are chosen by blocks (`_top_candidates`), 8 of 32 tokens
+    model = prepare_for_search(Seq2Seq(config, 60, 256).eval(), precision)
     generator = torch.Generator().manual_seed(6)
     sentences = [torch.randint(4, 60, (n,), generator=generator).tolist() + [EOS_ID] for n in (1, 2, 5, 9, 14, 21, 33)]
 

@@ -24,8 +24,9 @@ MALLOC_VARIABLES = {"MALLOC_MMAP_THRESHOLD_": M_MMAP_THRESHOLD, "MALLOC_TRIM_THR
 # libgomp's idle threads spin GOMP_SPINCOUNT times before sleeping (its default: 300,000). Measured on a 2-core
 # Intel Xeon (docs/performance.md): with the cores to itself a process runs as fast at 10,000 as at the default,
 # and 1,000 costs it 12% in training and 26-35% in search (threads asleep between the many small operations of a
-# step); two processes that share the cores run 2,541 target tokens/s together at 1,000, 1,697 at 10,000 (a
-# spinning thread holds a core the other process needs), 242 at the default.
+# step); two training processes that share the cores run 2,541 target tokens/s together at 1,000, 1,697 at 10,000
+# (a spinning thread holds a core the other process needs); at the default, 242 on an AMD EPYC
+# (docs/performance_baseline.md), where 1,000 had cost a process alone nothing.
 SPINCOUNT_ALONE, SPINCOUNT_SHARED = 10_000, 1_000
 
 

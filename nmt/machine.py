@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 from typing import Any
+
+from nmt.runtime import cpuinfo
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    return cpuinfo("model name") or platform.processor() or platform.machine() or "unknown"
 
 
 def machine_info(threads: int | None = None) -> dict[str, Any]:

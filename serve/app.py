@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch threads per worker (default: 1; scale with --workers, see the README's Serving section)",
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="default: cpu")
+    parser.add_argument(
+        "--http",
+        default="auto",
+        choices=["auto", "h11", "httptools"],
+        help="uvicorn's HTTP/1.1 parser (default: auto, httptools where installed); answers are the same with either",
+    )
     add_dtype_argument(parser)
     group = parser.add_argument_group("batching")
     group.add_argument(
@@ -137,7 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
     """Fill in defaults that depend on the environment and check option combinations (NMTError)."""
-    from serve.auth import check_key
+    from serve.keys import check_key
 
     if args.port is None:
         try:

@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.auth import KEY_MESSAGE, key_matches
+from serve.auth import KEY_MESSAGE, KEY_REQUIRED, KEY_UNKNOWN, Keys, MissingKey, UnknownKey
 from serve.jsonbody import shown
 from serve.logs import LOGGER
+from serve.quota import QuotaExceeded, admit
 
 logger = logging.getLogger(LOGGER)
 
@@ -32,33 +33,45 @@ def error_body(path: str, message: str) -> dict[str, str]:
     return {"error": message} if path in LT_PATHS else {"detail": message}
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header (`name` in lower case), as the bytes that arrived."""
     for key, value in scope["headers"]:
         if key == name:
             return value
     return None
 
 
-async def _send_json(send: Send, scope: Scope, status: int, detail: str) -> None:
+async def send_error(send: Send, scope: Scope, status: int, detail: str, headers: Iterable = ()) -> None:
+    """An error answer straight from a middleware, in the body format of the route's API."""
     body = json.dumps(error_body(scope["path"], detail)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
 
 
-class ApiKeyMiddleware:
-    """401 unless the X-API-Key header matches (constant time), checked before the body is even read."""
+class KeyMiddleware:
+    """The key of the native routes, from the X-API-Key header, decided before the body is read (serve.quota.admit,
+    the same check as the LibreTranslate routes' `api_key`): 401 without a key; a wrong key 401 with one server key,
+    403 with a keys file; 429 with Retry-After over the key's requests per minute (POST requests count).
+    `open_paths` need no key."""
 
-    def __init__(self, app: ASGIApp, api_key: str, open_paths: Iterable[str] = OPEN_PATHS):
+    def __init__(self, app: ASGIApp, keys: Keys, open_paths: Iterable[str] = OPEN_PATHS):
         self.app = app
-        self.api_key = api_key
+        self.keys = keys
         self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
-        if not key_matches(_header(scope, b"x-api-key"), self.api_key):
-            return await _send_json(send, scope, 401, KEY_MESSAGE)
+        try:
+            await admit(self.keys, header(scope, b"x-api-key"), count_request=scope["method"] == "POST")
+        except MissingKey:
+            return await send_error(send, scope, 401, KEY_REQUIRED)
+        except UnknownKey:
+            status = self.keys.unknown_status
+            return await send_error(send, scope, status, KEY_MESSAGE if status == 401 else KEY_UNKNOWN)
+        except QuotaExceeded as e:
+            return await send_error(send, scope, 429, e.detail, [(b"retry-after", str(e.retry_after).encode())])
         await self.app(scope, receive, send)
 
 
@@ -73,9 +86,9 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         detail = f"request body over the limit of {self.max_bytes} bytes"
-        length = _header(scope, b"content-length")
+        length = header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await _send_json(send, scope, 413, detail)
+            return await send_error(send, scope, 413, detail)
         received = 0
 
         async def limited_receive() -> Message:
@@ -175,3 +188,11 @@ async def internal_error_handler(request: Request, exc: Exception) -> JSONRespon
 async def http_error_handler(request: Request, exc: HTTPException) -> JSONResponse:
     """An HTTPException (404, 405, 413, 504, a route's 400 or 403) in the body format of the route's API."""
     return JSONResponse(error_body(request.url.path, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+
+async def quota_exceeded_handler(request: Request, exc: QuotaExceeded) -> JSONResponse:
+    """429 with Retry-After; 413 for a request that no window could ever admit (larger than the limit itself)."""
+    body = error_body(request.url.path, exc.detail)
+    if exc.retry_after <= 0:
+        return JSONResponse(body, status_code=413)
+    return JSONResponse(body, status_code=429, headers={"Retry-After": str(exc.retry_after)})

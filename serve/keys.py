@@ -5,19 +5,20 @@
     bob-77e1d0 requests_per_minute=10
     ci-runner-1                          # no limits
 
-A key is printable ASCII without spaces (serve.auth.check_key) and may not start with "#". Any mistake (an unknown
+A key is printable ASCII without spaces (`check_key`) and may not start with "#". Any mistake (an unknown
 option, a limit that is not a positive integer, a key twice) is a `KeysFileError` naming the file and the line.
 """
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve.auth import check_key
 from serve.jsonbody import shown
 
 LIMIT_NAMES = ("requests_per_minute", "characters_per_day")
+KEY_CHARACTERS = set(string.ascii_letters + string.digits + string.punctuation)
 
 
 class KeysFileError(ValueError):
@@ -31,6 +32,13 @@ class KeyLimits:
     key: str
     requests_per_minute: int | None = None
     characters_per_day: int | None = None
+
+
+def check_key(key: str) -> str:
+    """The key itself, or ValueError when it cannot travel in an HTTP header as is."""
+    if not key or not set(key) <= KEY_CHARACTERS:
+        raise ValueError("the API key must be non-empty printable ASCII without spaces")
+    return key
 
 
 def _limit(value: str) -> int:

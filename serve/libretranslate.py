@@ -17,12 +17,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from serve.auth import key_matches
+from serve.auth import MissingKey, UnknownKey
 from serve.html import MarkupError, parse_html
 from serve.http import SENTENCE_COUNT_HEADER
 from serve.jsonbody import MalformedJSON, parse_json, shown
 from serve.languages import Detection, language_name
-from serve.quota import UnknownKey, admit
+from serve.quota import admit
 from serve.service import Model, Service
 from serve.translation import Options, TextResult
 
@@ -77,23 +77,18 @@ async def read_params(request: Request) -> dict[str, Any]:
 
 
 async def check_key(service: Service, params: dict[str, Any]) -> None:
-    """LibreTranslate's key check: none or empty is 400, a wrong one 403 (constant-time comparison); with --keys,
-    over the key's requests per minute 429 (serve.quota)."""
+    """LibreTranslate's key check, through the server's one key check (serve.quota.admit): with a server key or a
+    keys file, no `api_key` (or an empty one) is 400, a wrong one 403; with --keys, over the key's requests per
+    minute 429. Without a server key any `api_key` is ignored."""
+    if service.keys is None:
+        return
     given = params.get("api_key")
-    if service.quota is not None:
-        if given is None or given == "":
-            raise LTError(400, KEY_MISSING)
-        try:
-            await admit(service.quota, given if isinstance(given, str) else "", count_request=True)
-        except UnknownKey:
-            raise LTError(403, KEY_INVALID) from None
-        return
-    if service.api_key is None:
-        return
-    if given is None or given == "":
-        raise LTError(400, KEY_MISSING)
-    if not isinstance(given, str) or not key_matches(given, service.api_key):
-        raise LTError(403, KEY_INVALID)
+    try:
+        await admit(service.keys, given if isinstance(given, str) or given is None else "?", count_request=True)
+    except MissingKey:
+        raise LTError(400, KEY_MISSING) from None
+    except UnknownKey:
+        raise LTError(403, KEY_INVALID) from None
 
 
 def _texts(service: Service, q: Any) -> list[str]:

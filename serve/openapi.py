@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from serve.http import SENTENCE_COUNT_HEADER
 from serve.libretranslate import FORMATS
+from serve.quota import QuotaStore
 from serve.schema import BatchTranslationResponse, TranslationResponse
 from serve.service import Service
 
@@ -224,8 +225,8 @@ def _patch(schema: dict[str, Any], service: Service, open_paths: frozenset[str])
         {"properties": {"text": {"type": "string"}}, "required": ["text"]},
         {"properties": {"texts": {"type": "array"}}, "required": ["texts"]},
     ]
-    keyed = service.api_key is not None or service.quota is not None
-    quotas = service.quota is not None  # nmt serve --keys: per-key limits (serve.quota)
+    keyed = service.keys is not None
+    quotas = isinstance(service.keys, QuotaStore)  # nmt serve --keys: per-key limits (serve.quota)
     if keyed:
         schema["components"]["securitySchemes"] = {
             "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"}

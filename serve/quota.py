@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import json
 import logging
 import math
 import os
@@ -27,13 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from anyio import to_thread
-from fastapi import Request
-from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from serve.auth import key_matches
-from serve.http import error_body
+from serve.auth import Keys, authenticate, key_matches, run
 from serve.keys import KeyLimits, KeysFileError, read_keys_file
 from serve.logs import LOGGER
 
@@ -147,8 +140,12 @@ class QuotaStore:
             self._keys = (generation, [KeyLimits(*row) for row in rows])
         return self._keys[1]
 
-    def find(self, given: str | bytes | None) -> KeyLimits | None:
-        """The loaded key equal to `given`, compared in constant time with every key (no early exit)."""
+    blocking = True  # sqlite: find and charge run in a worker thread
+    unknown_status = 403
+
+    def find(self, given: bytes) -> KeyLimits | None:
+        """The loaded key equal to `given` (serve.auth.given_key), compared in constant time with every key (no
+        early exit)."""
         found = None
         for candidate in self.keys():
             if key_matches(given, candidate.key) and found is None:
@@ -188,34 +185,27 @@ class QuotaStore:
 
 # ----- the request path --------------------------------------------------------------------------------------------
 
-_current: contextvars.ContextVar[tuple[QuotaStore, KeyLimits] | None] = contextvars.ContextVar(
-    "nmt_quota_key", default=None
-)
+_current: contextvars.ContextVar[tuple[Keys, KeyLimits] | None] = contextvars.ContextVar("nmt_quota_key", default=None)
 
 
-class UnknownKey(Exception):
-    """A key that is not in the keys file."""
-
-
-async def admit(store: QuotaStore, given: str | bytes, count_request: bool) -> KeyLimits:
-    """The loaded key equal to `given` (UnknownKey otherwise), charged one request per minute when
-    `count_request` (QuotaExceeded over the limit); it is then the current request's key for `charge_characters`."""
-    key = await to_thread.run_sync(store.find, given)
-    if key is None:
-        raise UnknownKey()
-    if count_request:
-        await to_thread.run_sync(store.charge, key, MINUTE, 1, key.requests_per_minute)
-    _current.set((store, key))
+async def admit(keys: Keys, value: str | bytes | None, count_request: bool) -> KeyLimits:
+    """The request's key, checked (serve.auth.authenticate: MissingKey, UnknownKey) and charged one request per
+    minute when `count_request` (QuotaExceeded over the limit); it is then the current request's key for
+    `charge_characters`. Every route's key check is this call."""
+    key = await authenticate(keys, value)
+    if count_request and key.requests_per_minute is not None:
+        await run(keys, keys.charge, key, MINUTE, 1, key.requests_per_minute)
+    _current.set((keys, key))
     return key
 
 
 async def charge_characters(characters: int) -> None:
-    """Charge the current request's key for `characters` characters of its day (no-op without `--keys` or a
-    limit). Raises QuotaExceeded."""
+    """Charge the current request's key for `characters` characters of its day (no-op without a key or a limit).
+    Raises QuotaExceeded."""
     current = _current.get()
     if current is not None and current[1].characters_per_day is not None:
-        store, key = current
-        await to_thread.run_sync(store.charge, key, DAY, characters, key.characters_per_day)
+        keys, key = current
+        await run(keys, keys.charge, key, DAY, characters, key.characters_per_day)
 
 
 def charging_characters(submit: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
@@ -229,62 +219,7 @@ def charging_characters(submit: Callable[[Any], Awaitable[Any]]) -> Callable[[An
     return charged
 
 
-async def _send_error(send: Send, path: str, status: int, detail: str, headers: list | None = None) -> None:
-    body = json.dumps(error_body(path, detail)).encode()
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return None
-
-
-class KeysMiddleware:
-    """With `--keys`, on the native routes: 401 without an X-API-Key header, 403 for an unknown key, 429 over the
-    key's requests per minute (POST requests count); decided before the body is read. The LibreTranslate routes
-    read their `api_key` parameter (serve.libretranslate, with `admit`); `open_paths` need no key."""
-
-    def __init__(self, app: ASGIApp, store: QuotaStore, open_paths: Iterable[str]):
-        self.app = app
-        self.store = store
-        self.open_paths = frozenset(open_paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path in self.open_paths:
-            return await self.app(scope, receive, send)
-        given = _header(scope, b"x-api-key")
-        if given is None:
-            return await _send_error(send, path, 401, "an API key is required (send it in the X-API-Key header)")
-        try:
-            await admit(self.store, given, count_request=scope["method"] == "POST")
-        except UnknownKey:
-            return await _send_error(send, path, 403, "unknown API key")
-        except QuotaExceeded as e:
-            return await _send_error(send, path, 429, e.detail, [(b"retry-after", str(e.retry_after).encode())])
-        await self.app(scope, receive, send)
-
-
-async def quota_exceeded_handler(request: Request, exc: QuotaExceeded) -> JSONResponse:
-    """429 with Retry-After; 413 for a request that no window could ever admit (larger than the limit itself)."""
-    body = error_body(request.url.path, exc.detail)
-    if exc.retry_after <= 0:
-        return JSONResponse(body, status_code=413)
-    return JSONResponse(body, status_code=429, headers={"Retry-After": str(exc.retry_after)})
-
-
 # ----- set-up in the main process -------------------------------------------------------------------------------
-
-
-def keys_middleware(keys: list[KeyLimits], windows: Windows, open_paths: Iterable[str]) -> tuple[QuotaStore, tuple]:
-    """The shared store holding `keys`, and the middleware entry (class, kwargs) that checks them on the native
-    routes (`open_paths` need no key)."""
-    store = QuotaStore.create(keys, windows)
-    return store, (KeysMiddleware, {"store": store, "open_paths": frozenset(open_paths)})
 
 
 def reload_on_sighup(store: QuotaStore, path: str) -> None:

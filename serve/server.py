@@ -17,13 +17,15 @@ from nmt.config import Config
 from nmt.errors import NMTError
 from nmt.machine import machine_info
 from serve.api import TranslationAPI
+from serve.auth import SingleKey
 from serve.http import (
     OPEN_PATHS,
     AccessLogMiddleware,
-    ApiKeyMiddleware,
     BodyLimitMiddleware,
+    KeyMiddleware,
     http_error_handler,
     internal_error_handler,
+    quota_exceeded_handler,
     validation_error_handler,
 )
 from serve.jsonbody import StrictJSONRoute
@@ -31,14 +33,7 @@ from serve.litserve_glue import TranslationServer
 from serve.logs import LOGGER, configure_logging
 from serve.metrics import MetricsMiddleware, add_metrics_route
 from serve.openapi import document_api
-from serve.quota import (
-    QuotaExceeded,
-    Windows,
-    charging_characters,
-    keys_middleware,
-    quota_exceeded_handler,
-    reload_on_sighup,
-)
+from serve.quota import QuotaExceeded, QuotaStore, Windows, charging_characters, reload_on_sighup
 from serve.routes import register_routes
 from serve.schema import Limits, set_limits
 from serve.service import Model, Service
@@ -151,7 +146,12 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
     for model in models.values():
         model.info["runtime"] = runtime
         model.info["limits"] = limits.to_dict()
-    service = Service(models, limits, api_key=args.api_key)
+    args.quota_store = None
+    if args.key_list is not None:
+        keys = args.quota_store = QuotaStore.create(args.key_list, Windows(*args.quota_windows))
+    else:
+        keys = None if args.api_key is None else SingleKey(args.api_key)
+    service = Service(models, limits, keys=keys)
     service.detector.load()
     api = TranslationAPI(
         {pair: model.run_dirs for pair, model in models.items()},
@@ -168,13 +168,8 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
     # key (and the requests per minute of --keys), then the body size
     middlewares: list = [(BodyLimitMiddleware, {"max_bytes": args.max_body_bytes})]
     open_paths = OPEN_PATHS | ({"/metrics"} if args.metrics_open else set())
-    args.quota_store = None
-    if args.key_list is not None:
-        args.quota_store, middleware = keys_middleware(args.key_list, Windows(*args.quota_windows), open_paths)
-        service.quota = args.quota_store  # the LibreTranslate routes check their api_key parameter with it
-        middlewares.append(middleware)
-    elif args.api_key is not None:
-        middlewares.append((ApiKeyMiddleware, {"api_key": args.api_key, "open_paths": open_paths}))
+    if keys is not None:
+        middlewares.append((KeyMiddleware, {"keys": keys, "open_paths": open_paths}))
     middlewares.append((WebPageMiddleware, {}))
     middlewares.append((AccessLogMiddleware, {"log_text": args.log_text}))
     middlewares.append((MetricsMiddleware, {}))
@@ -271,6 +266,7 @@ def serve(args: argparse.Namespace) -> int:
             generate_client_file=False,
             access_log=False,  # serve.http.AccessLogMiddleware logs each request
             limit_concurrency=args.max_concurrency,
+            http=args.http,
         )
     except RuntimeError as e:  # LitServe: "One or more workers failed to start"
         raise NMTError(f"the server did not start: {e} (see the worker's message above)") from None

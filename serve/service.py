@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from serve.auth import Keys
 from serve.jsonbody import shown
 from serve.languages import LanguageDetector, language_name
 from serve.schema import Limits
@@ -43,8 +44,7 @@ class PairError(ValueError):
 class Service:
     models: dict[str, Model]  # by pair, in the order given on the command line
     limits: Limits
-    api_key: str | None = None
-    quota: Any = None  # serve.quota.QuotaStore of `nmt serve --keys` (then api_key is None)
+    keys: Keys | None = None  # the server's key (--api-key) or keys file (--keys); None: no key needed
     submit: Callable[[Work], Awaitable[Hypotheses]] | None = None  # set when the routes are registered
     detector: LanguageDetector = field(init=False)
 

@@ -51,6 +51,18 @@ def raw_request(
         connection.close()
 
 
+def raw_bytes(port: int, request: bytes, timeout: float = 60) -> tuple[int, bytes]:
+    """Send `request` exactly as given on a fresh socket (no client library to tidy its headers) and read the
+    answer until the server closes: (status, body). `request` should say `Connection: close`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
 class ServerProcess:
     """A running `python -m nmt serve`: its own session (process group), stderr and stdout in `log_path`."""
 

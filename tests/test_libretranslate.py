@@ -129,6 +129,17 @@ def test_mastodon_requests(keyed, cli):
     assert post(keyed, "/translate", json=body).status_code == 403  # Mastodon: QuotaExceededError
 
 
+def test_api_key_field_whitespace_is_not_part_of_the_key(keyed, cli):
+    """The body field follows the header's rule (serve.auth): surrounding whitespace is dropped, only whitespace is
+    no key (400), whitespace inside is a wrong key (403); in JSON and in a form alike."""
+    for key, status in ((f" {KEY}\t", 200), (f"{KEY}\n", 200), (" \t", 400), (f"{KEY[:3]} {KEY[3:]}", 403)):
+        body = {"q": GERMAN[0], "source": "de", "target": "en", "api_key": key}
+        for response in (post(keyed, "/translate", json=body), post(keyed, "/translate", data=body)):
+            assert response.status_code == status, (key, response.text)
+            if status == 200:
+                assert response.json()["translatedText"] == cli["de-en"][0]
+
+
 def test_key_is_ignored_without_a_server_key(server):
     for key in (None, "", "anything"):
         body = {"q": GERMAN[0], "source": "de", "target": "en", "api_key": key}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import REPO, run_nmt
-from server_process import ServerProcess, free_port, group_alive
+from server_process import ServerProcess, free_port, group_alive, raw_bytes
 
 pytestmark = pytest.mark.slow  # every test starts `nmt serve` on the tiny model trained by the session
 
@@ -339,7 +339,7 @@ def test_server_log_has_requests_and_no_errors(server, sentences):
 
 def test_api_key_required_everywhere(keyed_server, sentences):
     url, good = keyed_server.url, {"X-API-Key": "k3y-Test"}
-    for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": "k3y-Test "}, {"X-API-Key": "k3y-tes"}):
+    for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": "k3y-Test x"}, {"X-API-Key": "k3y-tes"}):
         for path in ("/health", "/info", "/metrics", "/"):  # "/" without Accept: text/html is the JSON index
             _assert_clean_error(requests.get(url + path, headers=headers, timeout=10), 401, "API key")
         response = requests.post(f"{url}/predict", json={"text": sentences[0]}, headers=headers, timeout=10)
@@ -351,6 +351,16 @@ def test_api_key_required_everywhere(keyed_server, sentences):
     page = requests.get(f"{url}/", headers={"Accept": "text/html"}, timeout=10)  # a browser: the web page, which
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")  # asks for the key
     assert requests.get(f"{url}/static/app.js", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("value", [b"k3y-Test ", b" k3y-Test", b"\tk3y-Test \t", b"k3y-Test"])
+def test_key_header_whitespace_is_not_part_of_the_key(keyed_server, value):
+    """RFC 9110: whitespace around a header value is not part of it; sent as raw bytes, so the server (uvicorn's
+    default parser here, h11 in test_serve_ops) decides, not a client library."""
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-API-Key: " + value + b"\r\nConnection: close\r\n\r\n"
+    assert raw_bytes(keyed_server.port, request)[0] == 200
+    wrong = request.replace(b"k3y-Test", b"k3y-Tes t")
+    assert raw_bytes(keyed_server.port, wrong)[0] == 401
 
 
 def test_request_without_key_never_reaches_the_model(keyed_server, sentences):

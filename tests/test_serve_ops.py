@@ -20,7 +20,7 @@ from conftest import run_nmt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
-from server_process import ServerProcess, raw_request
+from server_process import ServerProcess, raw_bytes, raw_request
 
 from serve.cache import TranslationCache, translate_with_cache
 from serve.keys import KeysFileError, parse_keys
@@ -138,10 +138,12 @@ minute-B   requests_per_minute=4    # the same limit, counted apart
 
 @pytest.fixture(scope="module")
 def keyed(tiny_run, tmp_path_factory):
-    """2 workers, 2 HTTP processes, the keys above, a 4-second minute window, /metrics open."""
+    """2 workers, 2 HTTP processes, the keys above, a 4-second minute window, /metrics open, uvicorn's h11 parser
+    (test_serve's servers take the default parser: the key check must not depend on it)."""
     directory = tmp_path_factory.mktemp("keys")
     (directory / "keys.txt").write_text(KEYS_FILE, encoding="utf-8")
     options = ["--workers", "2", "--keys", str(directory / "keys.txt"), "--quota-windows", f"{WINDOW},60"]
+    options += ["--http", "h11"]
     server = ServerProcess(tiny_run, directory / "server.log", *FAST, *options, "--metrics-open")
     server.headers = {"X-API-Key": FREE_KEY}
     try:
@@ -212,14 +214,25 @@ def test_characters_per_day(keyed):
     assert _post(keyed, CHARS_KEY, {"text": "z" * 15, "beam_size": 1, "max_length": 3}).status_code == 200  # 40
 
 
+def _raw(method: str, path: str, key: bytes, body: bytes | None) -> bytes:
+    """A request as raw bytes, the X-API-Key header's value exactly `key`."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    body = body or b""
+    return head.encode() + b"X-API-Key: " + key + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
 def test_missing_or_unknown_key(keyed):
     for path in ("/predict", "/health", "/info"):
         method = "POST" if path == "/predict" else "GET"
         body = b'{"text": "Hallo."}' if method == "POST" else None
         status, _, data = raw_request(keyed.port, method, path, body, {"Content-Type": "application/json"})
         assert status == 401 and "API key is required" in json.loads(data)["detail"]
-        status, _, data = raw_request(keyed.port, method, path, body, {"X-API-Key": "minute-A "})
+        status, _, data = raw_request(keyed.port, method, path, body, {"X-API-Key": "minute-A x"})
         assert status == 403 and json.loads(data) == {"detail": "unknown API key"}
+        for value in (b" ", b"\t \t"):  # only whitespace: no key
+            assert raw_bytes(keyed.port, _raw(method, path, value, body))[0] == 401
+        for value in (FREE_KEY.encode() + b" ", b"\t" + FREE_KEY.encode() + b" \t"):  # RFC 9110: not part of it
+            assert raw_bytes(keyed.port, _raw(method, path, value, body))[0] == 200
     assert keyed.get("/health").status_code == 200
     page = requests.get(f"{keyed.url}/", headers={"Accept": "text/html"}, timeout=10)
     assert page.status_code == 200 and "<title>" in page.text  # the page asks for the key itself

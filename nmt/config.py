@@ -16,9 +16,28 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class CleanConfig(Section):
+    """Filters on the training pairs before tokenization (`nmt.cleaning`); each is off unless set."""
+
+    empty: bool = False  # a side empty or whitespace only
+    same: bool = False  # source equal to target (surrounding whitespace aside)
+    duplicates: bool = False  # a pair seen before (8-byte hashes, not strings)
+    max_chars: int | None = Field(None, ge=1)  # a side longer than this many characters
+    max_ratio: float | None = Field(None, ge=1.0)  # the longer side over the shorter one, in characters
+    min_letters: float | None = Field(None, gt=0.0, le=1.0)  # a side's share of letters among its non-space chars
+    language: bool = False  # a side that lingua detects in another language than its own
+    language_candidates: list[str] = Field(default_factory=list)  # languages lingua may answer besides the pair's
+
+    def enabled(self) -> bool:
+        return any((self.empty, self.same, self.duplicates, self.language)) or any(
+            v is not None for v in (self.max_chars, self.max_ratio, self.min_letters)
+        )
+
+
 class DataConfig(Section):
-    path: str | None = None  # local directory of {split}.{lang} files; NMT_DATA_DIR is used when unset
+    path: str | None = None  # local data directory (nmt.data: files, save_to_disk, a dataset repo); else NMT_DATA_DIR
     hub_id: str = "bentrevett/multi30k"
+    hub_config: str | None = None  # the dataset's configuration name (wmt16: de-en)
     src_lang: str = "de"
     tgt_lang: str = "en"
     train_split: str = "train"
@@ -28,6 +47,7 @@ class DataConfig(Section):
     max_tgt_len: int = Field(100, ge=1)
     max_train_examples: int | None = Field(None, ge=1)
     max_valid_examples: int | None = Field(None, ge=1)
+    clean: CleanConfig = Field(default_factory=CleanConfig)  # the training split only
 
 
 class TokenizerConfig(Section):

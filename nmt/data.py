@@ -1,4 +1,10 @@
-"""Parallel data through `datasets`: local text/TSV/JSONL files or a hub id, tokenized into Arrow, batched by tokens."""
+"""Parallel data through `datasets`, tokenized into flat arrays, batched by tokens.
+
+Sources: a local directory (`data.path` or NMT_DATA_DIR) of `{split}.{lang}` text files, `{split}.tsv`,
+`{split}.jsonl`, `{split}.parquet` or `{split}.arrow` files, splits saved by `save_to_disk` (DIR/SPLIT), or a dataset
+repository in the hub's layout; else a hub id (`data.hub_id`, `data.hub_config`). Pairs come from the hub's
+`translation` column of {lang: text} records, columns named by language, or columns `src` and `tgt`.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +44,12 @@ def data_source(config: DataConfig) -> tuple[str, str]:
     return "hub", config.hub_id
 
 
+def source_name(config: DataConfig) -> str:
+    """Where the data comes from, for logs and the cache: 'local:DIR' or 'hub:ID[/CONFIG]'."""
+    kind, where = data_source(config)
+    return f"{kind}:{where}" + (f"/{config.hub_config}" if config.hub_config else "")
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("HF_DATASETS_OFFLINE", "0") not in (
         "0",
@@ -62,7 +74,109 @@ def _load_text(path: Path):
         raise NMTError(f"cannot read {path}: {cause.__class__.__name__}: {str(cause)[:200]}") from None
 
 
-def _load_local(directory: Path, split: str, src: str, tgt: str):
+def _text_column(ds, column: str, origin: str) -> None:
+    dtype = getattr(ds.features[column], "dtype", None)
+    if dtype not in ("string", "large_string"):
+        raise NMTError(f"{origin}: the column '{column}' holds {ds.features[column]}, not text")
+
+
+def pair_columns(ds, src: str, tgt: str, origin: str):
+    """The dataset's pairs as the string columns `src` and `tgt`, from the hub's `translation` column of
+    {lang: text} records, else from columns named by language (`de`, `en`), else from columns `src` and `tgt`."""
+    if src == tgt:
+        raise NMTError(f"{origin}: data.src_lang and data.tgt_lang are both '{src}'")
+    columns = ds.column_names
+    if "translation" in columns:
+        flat = ds.select_columns(["translation"]).flatten()
+        languages = sorted(c.split(".", 1)[1] for c in flat.column_names if c.startswith("translation."))
+        missing = [lang for lang in (src, tgt) if lang not in languages]
+        if missing:
+            found = ", ".join(languages) if languages else "none (not {lang: text} records)"
+            raise NMTError(
+                f"{origin}: the translation column has no '{missing[0]}' (languages: {found}); "
+                "set data.src_lang and data.tgt_lang to two of them"
+            )
+        names = [f"translation.{src}", f"translation.{tgt}"]
+    elif src in columns and tgt in columns:
+        names = [src, tgt]
+    elif "src" in columns and "tgt" in columns:
+        names = ["src", "tgt"]
+    else:
+        raise NMTError(
+            f"{origin}: no 'translation' column and no columns '{src}' and '{tgt}' (or 'src' and 'tgt'); "
+            f"columns: {', '.join(columns)}"
+        )
+    ds = flat if names[0].startswith("translation.") else ds
+    for name in names:
+        _text_column(ds, name, origin)
+    ds = ds.select_columns(names)
+    return ds if names == ["src", "tgt"] else ds.rename_columns(dict(zip(names, ["src", "tgt"], strict=True)))
+
+
+def _split_names(split: str) -> list[str]:
+    """The split's name, then its usual name on the hub (val: validation)."""
+    alias = HUB_SPLIT_ALIASES.get(split)
+    return [split, alias] if alias else [split]
+
+
+def _first_line(error: Exception) -> str:
+    """The error's message on one line, shortened."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text[:400] if text else error.__class__.__name__
+
+
+def _load_repo(path: str, config: str | None, split: str, origin: str, **kwargs):
+    """`datasets.load_dataset(path, name=config, split=...)`: a hub id or a local directory in the hub's layout
+    (parquet/arrow/json shards, README.md with `configs:`), trying the split's hub alias when the name is unknown."""
+    datasets = _quiet_datasets()
+    errors = []
+    for name in _split_names(split):
+        try:
+            return datasets.load_dataset(path, name=config, split=name, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+            if "split" not in str(e).lower():  # only an unknown split is worth the alias
+                break
+    message = _first_line(errors[0])
+    hint = " (set data.hub_config)" if config is None and "config" in message.lower() else ""
+    named = f" configuration '{config}'" if config else ""
+    raise NMTError(f"cannot load {origin}{named} split '{split}': {message}{hint}")
+
+
+def _is_dataset_repo(directory: Path) -> bool:
+    """A directory in the hub's layout: README.md with YAML metadata, or parquet/arrow shards (up to 2 levels)."""
+    readme = directory / "README.md"
+    if readme.is_file() and readme.read_text(encoding="utf-8", errors="replace").startswith("---"):
+        return True
+    return any(any(directory.glob(f"{deep}*.{ext}")) for deep in ("", "*/", "*/*/") for ext in ("parquet", "arrow"))
+
+
+def _load_saved(directory: Path, split: str):
+    """A split saved by `Dataset.save_to_disk` (DIR/SPLIT, as `DatasetDict.save_to_disk` writes), or None."""
+    datasets = _quiet_datasets()
+    for name in _split_names(split):
+        if (directory / name / "state.json").is_file():
+            try:
+                return datasets.load_from_disk(str(directory / name)), str(directory / name)
+            except Exception as e:  # noqa: BLE001
+                raise NMTError(f"cannot read the saved dataset {directory / name}: {_first_line(e)}") from None
+    if (directory / "state.json").is_file():
+        raise NMTError(
+            f"{directory} holds one dataset saved without splits: save a DatasetDict (train, validation, ...) "
+            f"or each split as DIR/SPLIT (DIR/{split})"
+        )
+    return None
+
+
+def _load_file(builder: str, path: Path):
+    datasets = _quiet_datasets()
+    try:
+        return datasets.load_dataset(builder, data_files={"x": str(path)}, split="x")
+    except Exception as e:  # noqa: BLE001
+        raise NMTError(f"{path}: not a readable {builder} file ({_first_line(e)})") from None
+
+
+def _load_local(directory: Path, split: str, src: str, tgt: str, config: str | None = None):
     datasets = _quiet_datasets()
     src_path, tgt_path = directory / f"{split}.{src}", directory / f"{split}.{tgt}"
     tsv, jsonl = directory / f"{split}.tsv", directory / f"{split}.jsonl"
@@ -95,35 +209,40 @@ def _load_local(directory: Path, split: str, src: str, tgt: str):
             ds = datasets.load_dataset("json", data_files={"x": str(jsonl)}, split="x")
         except Exception as e:  # noqa: BLE001
             raise NMTError(f"{jsonl}: not valid JSON lines ({e.__class__.__name__})") from None
-        missing = [k for k in (src, tgt) if k not in ds.column_names]
-        if missing:
-            raise NMTError(f"{jsonl}: records lack the key(s) {', '.join(missing)}")
-        ds = ds.select_columns([src, tgt]).rename_columns({src: "src", tgt: "tgt"})
-        return ds, str(jsonl)
-    raise NMTError(f"missing data file: {src_path} (also looked for {tsv.name} and {jsonl.name} in {directory})")
+        return pair_columns(ds, src, tgt, str(jsonl)), str(jsonl)
+    for builder in ("parquet", "arrow"):
+        single = directory / f"{split}.{builder}"
+        if single.is_file():
+            return pair_columns(_load_file(builder, single), src, tgt, str(single)), str(single)
+    saved = _load_saved(directory, split)
+    if saved is not None:
+        return pair_columns(saved[0], src, tgt, saved[1]), saved[1]
+    if config is not None or _is_dataset_repo(directory):
+        origin = str(directory)
+        return pair_columns(_load_repo(origin, config, split, origin), src, tgt, origin), f"{origin}:{split}"
+    raise NMTError(
+        f"missing data file: {src_path} (also looked for {tsv.name}, {jsonl.name}, {split}.parquet, {split}.arrow, "
+        f"a saved dataset {split}/ and a dataset repository in {directory})"
+    )
 
 
-def _load_hub(hub_id: str, split: str, src: str, tgt: str):
+def _load_hub(hub_id: str, split: str, src: str, tgt: str, config: str | None = None):
     if not _hub_reachable():
         raise NMTError(
             f"cannot reach the dataset hub to load '{hub_id}' (offline?); set NMT_DATA_DIR=DIR or data.path "
             f"to a local directory of {{split}}.{{lang}} files, e.g. NMT_DATA_DIR=../shared/data/multi30k"
         )
-    datasets = _quiet_datasets()
-    try:
-        ds = datasets.load_dataset(hub_id, split=HUB_SPLIT_ALIASES.get(split, split))
-    except Exception as e:  # noqa: BLE001
-        raise NMTError(f"cannot load '{hub_id}' split '{split}' from the hub: {str(e).splitlines()[0]}") from None
-    return ds.select_columns([src, tgt]).rename_columns({src: "src", tgt: "tgt"}), f"{hub_id}:{split}"
+    origin = f"'{hub_id}' from the hub"
+    return pair_columns(_load_repo(hub_id, config, split, origin), src, tgt, hub_id), f"{hub_id}:{split}"
 
 
 def load_split(config: DataConfig, split: str):
     """A `datasets.Dataset` with string columns `src` and `tgt` for one split."""
     kind, where = data_source(config)
     if kind == "local":
-        ds, origin = _load_local(Path(where), split, config.src_lang, config.tgt_lang)
+        ds, origin = _load_local(Path(where), split, config.src_lang, config.tgt_lang, config.hub_config)
     else:
-        ds, origin = _load_hub(where, split, config.src_lang, config.tgt_lang)
+        ds, origin = _load_hub(where, split, config.src_lang, config.tgt_lang, config.hub_config)
     if len(ds) == 0:
         raise NMTError(f"no examples in {origin}")
     return ds

@@ -1,6 +1,6 @@
 """Per-step table and plot of the runs in /tmp/q (written by run.sh); copies their metrics here.
 
-usage: python docs/results/per_step/plot.py NAME=LABEL ...
+usage: python benchmarks/per_step_plot.py NAME=LABEL ...   (writes into docs/results/per_step/)
 """
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nmt.plot import plot_learning_curves
 
-OUT = Path(__file__).resolve().parent
+OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "per_step"
 
 
 def train_ppl(train: dict[int, dict], step: int) -> str:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# usage: run.sh NAME [--set k=v ...]   (per-step curve runs of configs/peer_shape.yaml)
-cd /work/wt/quality
-export PYTHONPATH=$PWD NMT_DATA_DIR=/work/shared/data/multi30k HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PATH=/work/main/.venv/bin:$PATH
+# The first 200 steps of configs/peer_shape.yaml with the given overrides, for the per-step table of docs/quality.md
+# (writes /tmp/q/NAME; then benchmarks/per_step_plot.py draws the table and the plot):
+#   bash benchmarks/per_step_run.sh NAME [--set k=v ...]
+cd "$(dirname "$0")/.." && source .venv/bin/activate
+export NMT_DATA_DIR=${NMT_DATA_DIR:-$(realpath ../shared/data/multi30k)} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 name=$1; shift
 mkdir -p /tmp/q/$name
 [ -f /tmp/q/base/spm.model ] && cp /tmp/q/base/spm.model /tmp/q/$name/ 2>/dev/null

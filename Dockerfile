@@ -15,11 +15,17 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 
+# then every other package at the version and hash of the lock (requirements/main.txt, the runtime half of the
+# versions CI passed with), and nmt itself without dependencies
 WORKDIR /app
+COPY requirements/main.txt requirements/main.txt
+RUN awk '/^torch==/ {skip = 1; next} skip && /^ / {next} {skip = 0; print}' requirements/main.txt > /tmp/lock.txt \
+    && pip install --require-hashes --no-deps -r /tmp/lock.txt && rm /tmp/lock.txt
 COPY pyproject.toml README.md ./
 COPY nmt ./nmt
 COPY serve ./serve
-RUN pip install . \
+RUN pip install --no-deps --no-build-isolation . \
+    && pip check \
     && useradd --system --no-create-home --uid 10001 nmt
 
 USER nmt

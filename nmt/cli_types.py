@@ -1,9 +1,13 @@
-"""Argument types of the command-line options (`nmt`, `nmt serve`, `nmt bench`): one home for each."""
+"""Argument types of the command-line options (`nmt`, `nmt serve`, `nmt bench`): one home for each, and the
+environment variables that stand in for options."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+
+API_KEY_ENV = "NMT_API_KEY"  # `nmt serve`'s key, and the key `nmt bench serve` and `nmt bench soak` send
+PORT_ENV = "NMT_PORT"  # `nmt serve --port`'s default; also read by the Docker HEALTHCHECK
 
 
 def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], what: str, bound: str | None = None):

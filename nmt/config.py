@@ -9,7 +9,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nmt.errors import NMTError
-from nmt.precision import SearchDtype, TrainPrecision
+
+TrainPrecision = Literal["auto", "fp32", "bf16"]  # train.precision (what each means: nmt.precision)
+SearchDtype = Literal["auto", "fp32", "bf16", "int8", "int8+bf16"]  # decode.dtype and --dtype
 
 
 class Section(BaseModel):

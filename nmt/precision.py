@@ -22,8 +22,9 @@ import argparse
 import contextlib
 import functools
 import os
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, get_args
 
+from nmt.config import SearchDtype, TrainPrecision
 from nmt.errors import NMTError
 from nmt.runtime import cpuinfo
 
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 
     from nmt.model import Seq2Seq
 
-TrainPrecision = Literal["auto", "fp32", "bf16"]
-SearchDtype = Literal["auto", "fp32", "bf16", "int8", "int8+bf16"]
 TRAIN_PRECISIONS: tuple[str, ...] = get_args(TrainPrecision)
 SEARCH_DTYPES: tuple[str, ...] = get_args(SearchDtype)
 # What training's "auto" means where bf16 is native; fp32 wherever it is not.

@@ -4,14 +4,12 @@ imports it; the server itself lives in serve.server and serve.api and is importe
 import argparse
 import os
 
-from nmt.cli_types import non_negative_int, positive_float, positive_int
+from nmt.cli_types import API_KEY_ENV, PORT_ENV, non_negative_int, positive_float, positive_int
 from nmt.errors import NMTError
 from nmt.precision import add_dtype_argument
 from serve.schema import Limits
 
 LIMITS = Limits()  # the defaults of the limit options (serve.schema.Limits is their one home)
-API_KEY_ENV = "NMT_API_KEY"
-PORT_ENV = "NMT_PORT"  # also read by the Docker HEALTHCHECK
 
 
 def _windows(value: str) -> tuple[float, float]:

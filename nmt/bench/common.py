@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nmt.cli_types import positive_int, positive_seconds  # noqa: F401 (the benchmarks' argument types)
+from nmt.cli_types import API_KEY_ENV, positive_int, positive_seconds  # noqa: F401 (the benchmarks' options)
 from nmt.config import DataConfig
 from nmt.errors import NMTError
 from nmt.machine import cpu_model, machine_info  # noqa: F401 (re-exported for the benchmarks)
-from serve.app import API_KEY_ENV  # noqa: F401 (the benchmarks send the server's key)
 
 DEFAULT_TEST_SPLIT = DataConfig.model_fields["test_split"].default  # the test split's file name in NMT_DATA_DIR
 

@@ -38,7 +38,7 @@ plot_learning_curves(
     OUT / "per_step_peer_shape.png",
     "peer_shape, Multi30k de-en",
     reference={
-        "OpenNMT-py 3.5.1, issue 18 (steps 151-200)": [(200, 46.0)],
+        "OpenNMT-py 3.5.1 (steps 151-200)": [(200, 46.0)],
         "OpenNMT-py 3.5.1, here (steps 1-10, 11-20)": [(10, 1241.9), (20, 323.1)],
     },
 )

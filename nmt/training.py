@@ -16,8 +16,9 @@ import torch
 
 from nmt.bundle import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, read_run_config, tokenizer_files
 from nmt.checkpoint import load_checkpoint, save_best_weights, save_checkpoint
+from nmt.cleaning import clean_split
 from nmt.config import Config, dump_config
-from nmt.data import Batch, TokenizedCorpus, collate, data_source, load_split, make_batches
+from nmt.data import Batch, TokenizedCorpus, collate, load_split, make_batches, source_name
 from nmt.distributed import Distributed
 from nmt.errors import NMTError
 from nmt.evaluation import bleu
@@ -171,6 +172,7 @@ class RunData:
     valid: TokenizedCorpus
     valid_src: list[str]
     valid_ref: list[str]
+    report: dict[str, Any] = field(default_factory=dict)  # what cleaning and length filtering kept (metadata.json)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -228,26 +230,31 @@ def _tokenizers(run_dir: Path, config: Config, train_ds) -> tuple[Tokenizer, Tok
 
 
 def load_run_data(run_dir: Path, config: Config, log: Callable[[str], None] | None = None) -> RunData:
-    """Load train and validation splits, train (or reload) SentencePiece, tokenize (or open the tokenization cache),
-    filter by length."""
+    """Load train and validation splits, clean the training split (`data.clean`), train (or reload) SentencePiece,
+    tokenize (or open the tokenization cache), filter by length."""
     data = config.data
     train_ds = load_split(data, data.train_split)
     if data.max_train_examples and data.max_train_examples < len(train_ds):
         train_ds = train_ds.select(range(data.max_train_examples))
+    where, langs = source_name(data), f"{data.src_lang}-{data.tgt_lang}"
+    train_ds, cleaning = clean_split(
+        train_ds, data.clean, data.src_lang, data.tgt_lang, log, f"{where}:{data.train_split}"
+    )
     valid_ds = load_split(data, data.valid_split)
     if data.max_valid_examples and data.max_valid_examples < len(valid_ds):
         valid_ds = valid_ds.select(range(data.max_valid_examples))
     src_tok, tgt_tok = _tokenizers(run_dir, config, train_ds)
-    where = ":".join(map(str, data_source(data)))
-    langs = f"{data.src_lang}-{data.tgt_lang}"
     train, _ = cached_tokenize(train_ds, src_tok, tgt_tok, f"{where}:{data.train_split}:{langs}", log=log)
     keep = (train.src_lengths <= data.max_src_len) & (train.tgt_lengths <= data.max_tgt_len)
     keep &= train.tgt_lengths > 0
     indices = np.flatnonzero(keep)
     if len(indices) == 0:
         raise NMTError("no training pairs left after length filtering (data.max_src_len / data.max_tgt_len)")
+    report: dict[str, Any] = {"train_pairs": len(train_ds), "length_filtered": len(train_ds) - len(indices)}
+    if cleaning is not None:
+        report["cleaning"] = cleaning.to_dict()
     valid, _ = cached_tokenize(valid_ds, src_tok, tgt_tok, f"{where}:{data.valid_split}:{langs}", log=log)
-    return RunData(src_tok, tgt_tok, train, indices, valid, list(valid_ds["src"]), list(valid_ds["tgt"]))
+    return RunData(src_tok, tgt_tok, train, indices, valid, list(valid_ds["src"]), list(valid_ds["tgt"]), report)
 
 
 def check_disk_space(run_dir: Path, parameters: int, snapshots: int = 0) -> None:
@@ -486,6 +493,7 @@ class Run:
             steps=state.step,
             epochs=state.epoch,
             training_seconds=round(state.elapsed, 1),
+            data=self.data.report,
         )
         self.checkpoint(state)
 

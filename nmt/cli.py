@@ -77,10 +77,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve a trained model over HTTP (LitServe)")
     if command in (None, "serve"):
-        from serve import app as serve_app
+        from serve import options as serve_options
 
-        serve_app.add_arguments(p)
-        p.set_defaults(func=serve_app.run_from_args)
+        serve_options.add_arguments(p)
+        p.set_defaults(func=serve_options.run_from_args)
 
     p = sub.add_parser("bench", help="benchmarks (serve: load-test a running server)")
     if command in (None, "bench"):

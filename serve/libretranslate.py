@@ -19,9 +19,9 @@ from starlette.exceptions import HTTPException
 
 from serve.auth import MissingKey, UnknownKey
 from serve.html import MarkupError, parse_html
-from serve.http import SENTENCE_COUNT_HEADER
 from serve.jsonbody import MalformedJSON, parse_json, shown
 from serve.languages import Detection, language_name
+from serve.middleware import SENTENCE_COUNT_HEADER
 from serve.quota import admit
 from serve.service import Model, Service
 from serve.translation import Options, TextResult

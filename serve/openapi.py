@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from serve.http import SENTENCE_COUNT_HEADER
 from serve.libretranslate import FORMATS
+from serve.middleware import SENTENCE_COUNT_HEADER
 from serve.quota import QuotaStore
 from serve.schema import BatchTranslationResponse, TranslationResponse
 from serve.service import Service

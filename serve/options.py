@@ -1,5 +1,5 @@
 """`nmt serve`: command-line options and entry point. Cheap to import (no torch, no litserve): the `nmt` parser
-imports it; the server itself lives in serve.server and serve.api and is imported only when it runs."""
+imports it; the server itself lives in serve.server and serve.worker and is imported only when it runs."""
 
 import argparse
 import os

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from nmt import __version__
 from serve import libretranslate
-from serve.http import SENTENCE_COUNT_HEADER
+from serve.middleware import SENTENCE_COUNT_HEADER
 from serve.schema import BatchTranslationResponse, TranslationRequest, TranslationResponse, n_best_message
 from serve.service import PairError, Service
 from serve.translation import Options

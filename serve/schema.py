@@ -89,6 +89,10 @@ def _document_limits(schema: dict[str, Any]) -> None:
     props["beam_size"]["description"] = (
         f"1 (greedy) to {_limits.max_beam_size}; default: the model's config (GET /info)"
     )
+    for name in ("beam_size", "n_best"):  # both at most the server's largest beam (n_best also at most beam_size)
+        for branch in props[name]["anyOf"]:
+            if branch.get("type") == "integer":
+                branch["maximum"] = _limits.max_beam_size
 
 
 class TranslationRequest(BaseModel):

@@ -16,9 +16,12 @@ from nmt.bundle import CONFIG_FILE, WEIGHTS_FILE, check_ensemble, read_metadata,
 from nmt.config import Config
 from nmt.errors import NMTError
 from nmt.machine import machine_info
-from serve.api import TranslationAPI
 from serve.auth import SingleKey
-from serve.http import (
+from serve.jsonbody import StrictJSONRoute
+from serve.litserve_glue import TranslationServer
+from serve.logs import LOGGER, configure_logging
+from serve.metrics import MetricsMiddleware, add_metrics_route
+from serve.middleware import (
     OPEN_PATHS,
     AccessLogMiddleware,
     BodyLimitMiddleware,
@@ -28,16 +31,13 @@ from serve.http import (
     quota_exceeded_handler,
     validation_error_handler,
 )
-from serve.jsonbody import StrictJSONRoute
-from serve.litserve_glue import TranslationServer
-from serve.logs import LOGGER, configure_logging
-from serve.metrics import MetricsMiddleware, add_metrics_route
 from serve.openapi import document_api
 from serve.quota import QuotaExceeded, QuotaStore, Windows, charging_characters, reload_on_sighup
 from serve.routes import register_routes
 from serve.schema import Limits, set_limits
 from serve.service import Model, Service
 from serve.webpage import WebPageMiddleware
+from serve.worker import TranslationAPI
 
 logger = logging.getLogger(LOGGER)
 
@@ -130,7 +130,7 @@ def runtime_info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_server(args: argparse.Namespace) -> TranslationServer:
-    """The LitServer for `args` (see serve.app); reads the models' configs and metadata, loads no weights."""
+    """The LitServer for `args` (see serve.options); reads the models' configs and metadata, loads no weights."""
     models, max_beam = load_models(args)
     limits = Limits(
         max_chars=args.max_chars,
@@ -264,7 +264,7 @@ def serve(args: argparse.Namespace) -> int:
             # LitServe's debug lines print request bodies: texts are logged only with --log-text
             log_level="info" if args.log_level == "debug" else args.log_level,
             generate_client_file=False,
-            access_log=False,  # serve.http.AccessLogMiddleware logs each request
+            access_log=False,  # serve.middleware.AccessLogMiddleware logs each request
             limit_concurrency=args.max_concurrency,
             http=args.http,
         )

@@ -5,7 +5,7 @@
 
 `plan` is the one place where texts become sentences (documents split by serve.documents, HTML by serve.html);
 `assemble` is the one place where the sentences' translations become answers. A cache or metrics hook in here.
-The worker side (serve.api) sees only `Work`: sentences, a model and decoding options.
+The worker side (serve.worker) sees only `Work`: sentences, a model and decoding options.
 """
 
 from __future__ import annotations

@@ -183,7 +183,7 @@ def test_from_run_dir_rejects_conflicting_quantize_and_dtype(tmp_path):
 
 @pytest.mark.slow
 def test_server_worker_searches_in_the_requested_dtype(bf16_reversal):
-    from serve.api import TranslationAPI
+    from serve.worker import TranslationAPI
 
     _, run_dir = bf16_reversal
     api = TranslationAPI({"src-tgt": (str(run_dir),)}, threads=1, dtype="int8+bf16", max_batch_size=1)

@@ -25,7 +25,8 @@ from server_process import ServerProcess, raw_bytes, raw_request
 from serve.cache import TranslationCache, translate_with_cache
 from serve.keys import KeysFileError, parse_keys
 
-pytestmark = pytest.mark.slow  # metrics, quotas and the cache against running `nmt serve` processes
+# the tests that start `nmt serve` are slow; the keys file's and the cache's own tests are unit tests
+slow = pytest.mark.slow
 
 A, B, C, D = "Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Ein Kind lacht.", "Eine Frau mit Hut."
 FAST = ["--threads", "1", "--batch-timeout", "0.002"]
@@ -55,6 +56,7 @@ def _start(model: Path, log: Path, *options: str, **kwargs) -> ServerProcess:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@slow
 def test_metrics_count_a_known_workload_exactly(tiny_run, tmp_path):
     """2 workers and 2 HTTP processes: every count adds up over all of them; a killed worker's counts stay, and
     only live workers count as alive."""
@@ -110,6 +112,7 @@ def test_metrics_count_a_known_workload_exactly(tiny_run, tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@slow
 def test_metrics_directory_is_removed_at_exit(tiny_run, tmp_path):
     """PROMETHEUS_MULTIPROC_DIR is a fresh temporary directory of the server's, gone after SIGINT."""
     server = _start(tiny_run, tmp_path / "server.log")
@@ -173,6 +176,7 @@ def _answering_pids(server: ServerProcess, since: int, count: int) -> set[str]:
         time.sleep(0.05)
 
 
+@slow
 def test_over_the_per_minute_limit_is_429_then_recovers(keyed):
     """The 5th-8th requests of a window are 429, a new window admits again, and the count is one for both HTTP
     processes. Which process accepts a connection is the kernel's choice: a burst that one process answered alone
@@ -197,12 +201,14 @@ def test_over_the_per_minute_limit_is_429_then_recovers(keyed):
     pytest.fail(f"one HTTP process answered each of {bursts} bursts: sharing between processes is untested")
 
 
+@slow
 def test_two_keys_do_not_share_limits(keyed):
     time.sleep(WINDOW)  # fresh windows
     assert [_post(keyed, "minute-B").status_code for _ in range(5)] == [200] * 4 + [429]
     assert [_post(keyed, "minute-A").status_code for _ in range(4)] == [200] * 4
 
 
+@slow
 def test_characters_per_day(keyed):
     text = "x" * 25
     assert _post(keyed, CHARS_KEY, {"text": text, "beam_size": 1, "max_length": 3}).status_code == 200
@@ -221,6 +227,7 @@ def _raw(method: str, path: str, key: bytes, body: bytes | None) -> bytes:
     return head.encode() + b"X-API-Key: " + key + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
 
 
+@slow
 def test_missing_or_unknown_key(keyed):
     for path in ("/predict", "/health", "/info"):
         method = "POST" if path == "/predict" else "GET"
@@ -246,6 +253,7 @@ def test_missing_or_unknown_key(keyed):
     path=st.sampled_from(["/predict", "/health", "/info", "/metrics", "/", "/static/app.js", "/static/../x", "/x"]),
     method=st.sampled_from(["GET", "POST", "HEAD", "DELETE"]),
 )
+@slow
 def test_fuzz_keys_server(keyed, key, path, method):
     """Any key header on any route: never 5xx; an error is JSON with a short message."""
     headers = {"Content-Type": "application/json"}
@@ -267,9 +275,10 @@ def test_fuzz_keys_server(keyed, key, path, method):
         assert int(answer_headers["retry-after"]) >= 1
 
 
+@slow
 def test_sighup_reloads_keys_without_dropping_requests(keyed):
-    """Runs after the others (it rewrites the keys file): a key added and one removed by SIGHUP, while a client
-    keeps translating; a broken file on the next SIGHUP is logged and the keys stay as they were."""
+    """A key added and one removed by SIGHUP, while a client keeps translating; a broken file on the next SIGHUP is
+    logged and the keys stay as they were. The server's keys file is restored (and reloaded) at the end."""
     results: list[int] = []
     stop = threading.Event()
 
@@ -301,10 +310,17 @@ def test_sighup_reloads_keys_without_dropping_requests(keyed):
     finally:
         stop.set()
         thread.join(30)
+        keyed.keys_file.write_text(KEYS_FILE, encoding="utf-8")
+        keyed.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10  # GET requests count against no limit
+        while keyed.get("/health", headers={"X-API-Key": "minute-B"}).status_code != 200:
+            assert time.monotonic() < deadline, "the keys file was not restored"
+            time.sleep(0.1)
     assert results and set(results) == {200}, results
     assert keyed.proc.poll() is None
 
 
+@slow
 def test_keys_never_in_logs_or_metrics(keyed):
     text = requests.get(f"{keyed.url}/metrics", timeout=10).text + keyed.log()
     for key in [*KEYS, CHARS_KEY, FREE_KEY, NEW_KEY]:
@@ -336,6 +352,7 @@ def test_keys_file_format():
     ]
 
 
+@slow
 def test_bad_keys_file_stops_nmt_serve_with_the_line(tiny_run, tmp_path):
     (tmp_path / "keys").write_text("good\nbad x=1\n", encoding="utf-8")
     proc = run_nmt("serve", "--model", tiny_run, "--keys", tmp_path / "keys", check=False, timeout=120)
@@ -391,6 +408,7 @@ def test_cache_is_bounded_in_entries_and_bytes():
     assert small.get(("m", "z" * 10000, 5, 1, None)) is None and small.bytes <= 4000
 
 
+@slow
 def test_cache_gives_the_same_answers_and_counts_hits(tiny_run, tmp_path):
     """The same request sequence to a server with the cache and one with --cache-size 0 (1 worker, 1 thread each,
     one request at a time): every answer byte-identical, though the cached server searches other batches (only

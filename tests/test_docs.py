@@ -176,3 +176,15 @@ def test_shipped_configs_train_the_epochs_their_results_name():
         scores = json.loads(path.read_text(encoding="utf-8"))
         config = yaml.safe_load((REPO / scores["config"]).read_text(encoding="utf-8"))
         assert config["train"]["max_epochs"] == scores["training"]["epochs"], path.name
+
+
+def test_readme_layout_names_every_module():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("\n## Layout\n", 1)[1]
+    blocks = dict(re.findall(r"^(nmt/bench/|nmt/|serve/) +(.*(?:\n {12}.*)*)", layout, re.MULTILINE))
+    for package, block in blocks.items():
+        words = set(re.findall(r"\w+", block))
+        for module in sorted((REPO / package).glob("*.py")):
+            if module.stem not in {"__init__", "__main__"}:
+                assert module.stem in words, f"README's layout leaves out {package}{module.name}"
+    assert set(blocks) == {"nmt/", "nmt/bench/", "serve/"}

@@ -21,6 +21,24 @@ def _lingua(code: str) -> Language | None:
         return None
 
 
+# LibreTranslate's own codes for three languages it names by region or script (its language.py): pt-BR is pb,
+# zh-Hans zh and zh-Hant zt
+LT_CODES = {"pt-br": "pb", "zh-hans": "zh", "zh-hant": "zt"}
+
+
+def served_code(value: str, served: list[str]) -> str:
+    """A client's language code as the served language it names: case and "_" or "-" do not matter, LibreTranslate's
+    aliases (pt-BR, zh-Hans, zh-Hant) are its codes, and a regional or script variant of a served language is that
+    language (en-US, de_AT, fr-CA: en, de, fr). Anything else comes back lower-cased, to be refused by name."""
+    code = value.strip().lower().replace("_", "-")
+    if code in served or code == "auto":
+        return code
+    for candidate in (LT_CODES.get(code), code.split("-", 1)[0]):
+        if candidate in served:
+            return candidate
+    return code
+
+
 def language_name(code: str) -> str:
     """English name of an ISO 639-1 code ("de": "German"); the code itself when it is not one."""
     language = _lingua(code)

@@ -20,10 +20,10 @@ from starlette.exceptions import HTTPException
 from serve.auth import MissingKey, UnknownKey
 from serve.html import MarkupError, parse_html
 from serve.jsonbody import MalformedJSON, parse_json, shown
-from serve.languages import Detection, language_name
+from serve.languages import Detection, language_name, served_code
 from serve.middleware import SENTENCE_COUNT_HEADER
 from serve.quota import admit
-from serve.service import Model, Service
+from serve.service import Model, PairError, Service
 from serve.translation import Options, TextResult
 
 FORMATS = ("text", "html")
@@ -73,7 +73,8 @@ async def read_params(request: Request) -> dict[str, Any]:
     query = {}
     for key, value in request.query_params.multi_items():
         query.setdefault(key, value)
-    return {**params, **query}
+    # the query string wins, as in LibreTranslate, but an empty query value does not hide the form's
+    return {**params, **{key: value for key, value in query.items() if value or key not in params}}
 
 
 async def check_key(service: Service, params: dict[str, Any]) -> None:
@@ -121,8 +122,8 @@ def _alternatives(service: Service, value: Any) -> int:
     return n
 
 
-def _code(value: Any) -> str:
-    return value.lower() if isinstance(value, str) else shown(str(value))
+def _code(service: Service, value: Any) -> str:
+    return served_code(value, service.languages) if isinstance(value, str) else shown(str(value))
 
 
 def _detect_each(service: Service, texts: list[str], html: bool) -> list[Detection]:
@@ -146,7 +147,7 @@ def register_routes(app: FastAPI, service: Service) -> None:
             raise _missing("target")
         alternatives = _alternatives(service, params.get("alternatives", 0))
         texts = _texts(service, q)
-        source, target = _code(params["source"]), _code(params["target"])
+        source, target = _code(service, params["source"]), _code(service, params["target"])
         text_format = params.get("format") or "text"
         languages = service.languages
         if source != "auto" and source not in languages:
@@ -161,10 +162,12 @@ def register_routes(app: FastAPI, service: Service) -> None:
                 detections = await run_in_threadpool(_detect_each, service, texts, html)
             else:
                 detections = [Detection(source, 100.0) for _ in texts]
-            models = [_model(service, d.language, target) for d in detections]
-            results = await _translate_grouped(service, texts, models, alternatives, html)
+            routes = [service.route(d.language, target) for d in detections]
+            results = await _translate_grouped(service, texts, routes, alternatives, html)
         except MarkupError as e:
             raise LTError(400, f"Invalid request: {e}") from None
+        except PairError as e:
+            raise LTError(400, str(e)) from None
         best = [r.text for r in results]
         alts = [_unique([t for t, _ in r.alternatives], r.text) for r in results]
         single = not isinstance(q, list)
@@ -191,42 +194,67 @@ def register_routes(app: FastAPI, service: Service) -> None:
     async def languages() -> JSONResponse:
         return JSONResponse(service.language_list())
 
+    @app.get("/frontend/settings", summary="What a LibreTranslate front end needs (LibreTranslate API)")
+    async def frontend_settings() -> JSONResponse:
+        return JSONResponse(frontend_settings_of(service))
 
-def _model(service: Service, source: str, target: str) -> Model | None:
-    """The model for the pair; None when source and target are the same language (the text is its own
-    translation, as LibreTranslate's identity translation gives it)."""
-    if source == target:
-        return None
-    for model in service.models.values():
-        if (model.src_lang, model.tgt_lang) == (source, target):
-            return model
-    raise LTError(
-        400,
-        f"{language_name(target)} ({target}) is not available as a target language from {language_name(source)} "
-        f"({source}); this server translates {service.pairs}",
-    )
+    @app.post("/suggest", summary="Suggest a better translation (LibreTranslate API)", response_model=None)
+    async def suggest(request: Request) -> JSONResponse:
+        if service.suggestions is None:
+            raise LTError(403, "Suggestions are disabled on this server.")
+        params = await read_params(request)
+        await check_key(service, params)
+        for name in ("q", "s", "source", "target"):
+            if not params.get(name):
+                raise _missing(name)
+        original, suggestion = _texts(service, params["q"]), _texts(service, params["s"])
+        if len(original) != 1 or len(suggestion) != 1:
+            raise LTError(400, "Invalid request: q and s must be one string each")
+        source, target = _code(service, params["source"]), _code(service, params["target"])
+        for code in (source, target):
+            if code not in service.languages:
+                raise LTError(400, f"{shown(code)} is not supported")
+        await run_in_threadpool(service.suggestions.add, original[0], suggestion[0], source, target)
+        return JSONResponse({"success": True})
 
 
 async def _translate_grouped(
-    service: Service, texts: list[str], models: list[Model | None], alternatives: int, html: bool
+    service: Service, texts: list[str], routes: list[tuple[Model, ...]], alternatives: int, html: bool
 ) -> list[TextResult]:
-    """Translate each text with its model: one `Service.translate` per model, all queued at once (a text without
-    a model is its own translation)."""
-    groups: dict[str, list[int]] = {}
-    results: list[Any] = [TextResult(text, 0.0, [], 0) for text in texts]
-    for i, model in enumerate(models):
-        if model is not None:
-            groups.setdefault(model.pair, []).append(i)
+    """Translate each text along its route (Service.route): one `Service.translate_route` per route, all queued
+    at once (a text whose route is empty is its own translation)."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, route in enumerate(routes):
+        groups.setdefault(tuple(m.pair for m in route), []).append(i)
     n_best = 1 if html else alternatives + 1  # LibreTranslate gives no alternatives for HTML
     calls = []
     for members in groups.values():
-        model = models[members[0]]
-        options = Options(max(model.default_beam_size, n_best), n_best)
-        calls.append(service.translate([texts[i] for i in members], model, options, html))
+        route = routes[members[0]]
+        beam = max(route[-1].default_beam_size, n_best) if route else 1
+        calls.append(service.translate_route([texts[i] for i in members], route, Options(beam, n_best), html))
+    results: list[Any] = [None] * len(texts)
     for members, found in zip(groups.values(), await asyncio.gather(*calls), strict=True):
         for i, result in zip(members, found, strict=True):
             results[i] = result
     return results
+
+
+def frontend_settings_of(service: Service) -> dict[str, Any]:
+    """GET /frontend/settings, with the fields LibreTranslate 1.9 gives (its front end and clients read them)."""
+    first = next(iter(service.models.values()))
+    return {
+        "charLimit": service.limits.max_chars,
+        "frontendTimeout": 500,  # milliseconds LibreTranslate's page waits after typing before it translates
+        "apiKeys": service.keys is not None,
+        "keyRequired": service.keys is not None,
+        "suggestions": service.suggestions is not None,
+        "filesTranslation": False,
+        "supportedFilesFormat": [],
+        "language": {
+            "source": {"code": "auto", "name": "Auto Detect"},
+            "target": {"code": first.tgt_lang, "name": language_name(first.tgt_lang)},
+        },
+    }
 
 
 def _unique(alternatives: list[str], best: str) -> list[str]:

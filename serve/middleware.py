@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +24,7 @@ logger = logging.getLogger(LOGGER)
 
 SENTENCE_COUNT_HEADER = "X-Sentence-Count"  # sentences searched for a /predict answer, read by the access log
 MAX_MESSAGES = 5  # validation messages in one 422 detail (a list of 10,000 numbers has 10,000 errors)
-LT_PATHS = frozenset({"/translate", "/detect", "/languages"})  # LibreTranslate's: errors are {"error": ...}
+LT_PATHS = frozenset({"/translate", "/detect", "/languages", "/frontend/settings", "/suggest"})  # {"error": ...}
 # the schema needs no key; the LibreTranslate routes check the key in their parameters (serve.libretranslate)
 OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}) | LT_PATHS
 
@@ -73,6 +74,29 @@ class KeyMiddleware:
         except QuotaExceeded as e:
             return await send_error(send, scope, 429, e.detail, [(b"retry-after", str(e.retry_after).encode())])
         await self.app(scope, receive, send)
+
+
+class DrainMiddleware:
+    """While the server drains (SIGTERM, serve.litserve_glue.TranslationServer.drain): /health answers 503, so a
+    load balancer stops sending requests here, and every other answer closes its connection."""
+
+    def __init__(self, app: ASGIApp, draining: Any):
+        self.app = app
+        self.draining = draining  # a multiprocessing.Value shared with the main process
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.draining.value:
+            return await self.app(scope, receive, send)
+        if scope["path"] == "/health":
+            return await send_error(send, scope, 503, "draining: this server is shutting down")
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
 
 
 class BodyLimitMiddleware:

@@ -134,6 +134,37 @@ def _components(service: Service) -> dict[str, Any]:
             "additionalProperties": True,
         },
         "LTDetections": {"type": "array", "items": detection, "minItems": 1},
+        "LTSuggestRequest": {
+            "type": "object",
+            "properties": {
+                "q": {"type": "string", "minLength": 1, "maxLength": limits.max_chars, "description": "original"},
+                "s": {"type": "string", "minLength": 1, "maxLength": limits.max_chars, "description": "suggestion"},
+                "source": {"type": "string", "enum": languages},
+                "target": {"type": "string", "enum": languages},
+                "api_key": key,
+            },
+            "required": ["q", "s", "source", "target"],
+            "additionalProperties": True,
+        },
+        "LTSuggestResponse": {
+            "type": "object",
+            "properties": {"success": {"type": "boolean", "enum": [True]}},
+            "required": ["success"],
+        },
+        "LTFrontendSettings": {
+            "type": "object",
+            "properties": {
+                "charLimit": {"type": "integer"},
+                "frontendTimeout": {"type": "integer"},
+                "apiKeys": {"type": "boolean"},
+                "keyRequired": {"type": "boolean"},
+                "suggestions": {"type": "boolean"},
+                "filesTranslation": {"type": "boolean"},
+                "supportedFilesFormat": {"type": "array", "items": {"type": "string"}},
+                "language": {"type": "object"},
+            },
+            "required": ["charLimit", "apiKeys", "keyRequired", "suggestions", "supportedFilesFormat", "language"],
+        },
         "LTLanguages": {
             "type": "array",
             "items": {
@@ -165,10 +196,18 @@ def _components(service: Service) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "models": {"type": "array", "items": {"type": "object"}, "minItems": 1},
-                "model": {"type": "object", "description": "the model, when the server has only one"},
+                "pairs": {
+                    "type": "object",
+                    "description": "pairs with their own model, and pairs /translate translates through English",
+                    "properties": {
+                        "direct": {"type": "array", "items": {"type": "string"}},
+                        "pivot": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["direct", "pivot"],
+                },
                 "limits": {"type": "object"},
             },
-            "required": ["models", "limits"],
+            "required": ["models", "pairs", "limits"],
         },
     }
 
@@ -299,6 +338,21 @@ def _patch(schema: dict[str, Any], service: Service, open_paths: frozenset[str])
             ["q", "api_key"],
         ),
         ("/languages", "get"): ({"200": _answer("every served language", _ref("LTLanguages"))}, None, []),
+        ("/frontend/settings", "get"): (
+            {"200": _answer("the settings a LibreTranslate front end reads", _ref("LTFrontendSettings"))},
+            None,
+            [],
+        ),
+        ("/suggest", "post"): (
+            {
+                "200": _answer("stored (nmt serve --suggestions)", _ref("LTSuggestResponse")),
+                "403": _answer(
+                    "suggestions are off on this server" + (", or a wrong api_key" if keyed else ""), lt_error
+                ),
+            },
+            ("LTSuggestRequest", "LTSuggestRequest"),
+            ["q", "s", "source", "target", "api_key"],
+        ),
     }
     for (path, method), (responses, body, query) in lt.items():
         operation = schema["paths"][path][method]
@@ -306,7 +360,7 @@ def _patch(schema: dict[str, Any], service: Service, open_paths: frozenset[str])
         if body is not None:
             responses["400"] = _answer(bad, lt_error)
             if keyed:
-                responses["403"] = _answer("wrong api_key", lt_error)
+                responses.setdefault("403", _answer("wrong api_key", lt_error))
             if quotas:
                 responses["429"] = {**over, "content": _json(lt_error)}
             operation["requestBody"] = _lt_body(*body)

@@ -12,6 +12,17 @@ from serve.schema import Limits
 LIMITS = Limits()  # the defaults of the limit options (serve.schema.Limits is their one home)
 
 
+def non_negative_float(value: str) -> float:
+    """A number of seconds >= 0 (argparse type)."""
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{value}'") from None
+    if not x >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return x
+
+
 def _windows(value: str) -> tuple[float, float]:
     """MINUTE,DAY: the lengths in seconds of the quota windows (shortened in tests)."""
     try:
@@ -121,7 +132,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--metrics-open", action="store_true", help="serve /metrics without an API key (a scraper on a private network)"
     )
+    group.add_argument(
+        "--health-open",
+        action="store_true",
+        help="serve /health without an API key (load balancer and Kubernetes probes)",
+    )
     group.add_argument("--quota-windows", type=_windows, default=(60.0, 86400.0), help=argparse.SUPPRESS)  # tests
+    group.add_argument(
+        "--suggestions",
+        metavar="DIR",
+        help="accept POST /suggest and append each suggestion to DIR/SOURCE-TARGET/train.jsonl, a corpus nmt train "
+        "reads (default: off, as in LibreTranslate)",
+    )
     group.add_argument("--log-text", action="store_true", help="also log request and response bodies (the texts)")
     group.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     group = parser.add_argument_group("translation cache (per worker)")
@@ -136,6 +158,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=64 << 20,
         help="approximate memory of the cache per worker (default: 64 MiB)",
+    )
+
+    group = parser.add_argument_group("cluster: replicas sharing Redis, behind a load balancer (docs/deployment.md)")
+    group.add_argument(
+        "--redis",
+        metavar="URL",
+        help="redis://HOST:PORT/DB shared by every replica: the quotas of --keys and a shared translation cache "
+        "(default: none; quotas in a local database, a cache per worker)",
+    )
+    group.add_argument(
+        "--redis-fail",
+        default="open",
+        choices=["open", "closed"],
+        help="quotas while Redis is unreachable: open counts each key on this replica alone (at most its limits "
+        "per replica), closed refuses requests of keys with limits (429, Retry-After) (default: open)",
+    )
+    group.add_argument(
+        "--redis-timeout",
+        type=positive_float,
+        default=0.25,
+        help="seconds a Redis command may take, connecting included, before the request goes on without it "
+        "(default: 0.25)",
+    )
+    group.add_argument(
+        "--cache-ttl",
+        type=non_negative_int,
+        default=86400,
+        help="seconds an entry stays in the shared cache; 0 turns the shared cache off (default: 86400)",
+    )
+    group.add_argument(
+        "--drain-timeout",
+        type=positive_float,
+        default=30.0,
+        help="on SIGTERM, seconds to finish the requests in flight before stopping (default: 30)",
+    )
+    group.add_argument(
+        "--drain-delay",
+        type=non_negative_float,
+        default=0.0,
+        help="on SIGTERM, seconds to keep accepting requests with /health at 503 first, so that a load balancer "
+        "takes the replica out before it closes its port (default: 0)",
     )
 
 
@@ -168,6 +231,13 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
         try:
             args.key_list = read_keys_file(args.keys)
         except KeysFileError as e:
+            raise NMTError(str(e)) from None
+    if args.redis is not None:
+        from serve.redisconn import check_url
+
+        try:
+            args.redis = check_url(args.redis)
+        except ValueError as e:
             raise NMTError(str(e)) from None
     return args
 

@@ -40,10 +40,8 @@ def register_routes(app: FastAPI, service: Service, workers_ready: Any) -> None:
     @app.get("/info", summary="The served models, limits and runtime", response_model=None)
     async def info() -> JSONResponse:
         models = [model.info for model in service.models.values()]
-        body: dict[str, Any] = {"models": models, "limits": service.limits.to_dict()}
-        if len(models) == 1:
-            body["model"] = models[0]  # as before several models could be served
-        return JSONResponse(body)
+        pairs = {"direct": list(service.models), "pivot": service.pivots()}  # pivot: through English (/translate)
+        return JSONResponse({"models": models, "pairs": pairs, "limits": service.limits.to_dict()})
 
     @app.post("/predict", summary="Translate one text (text) or several (texts)", response_model=None)
     async def predict(request: TranslationRequest) -> TranslationResponse | BatchTranslationResponse:

@@ -1,6 +1,7 @@
 """Set-up and lifecycle of `nmt serve`: the models, the LitServer, signals (imported only when the server runs)."""
 
 import argparse
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -25,6 +26,7 @@ from serve.middleware import (
     OPEN_PATHS,
     AccessLogMiddleware,
     BodyLimitMiddleware,
+    DrainMiddleware,
     KeyMiddleware,
     http_error_handler,
     internal_error_handler,
@@ -32,10 +34,19 @@ from serve.middleware import (
     validation_error_handler,
 )
 from serve.openapi import document_api
-from serve.quota import QuotaExceeded, QuotaStore, Windows, charging_characters, reload_on_sighup
+from serve.quota import (
+    QuotaExceeded,
+    QuotaStore,
+    SharedQuotaStore,
+    Windows,
+    charging_characters,
+    reload_on_sighup,
+)
+from serve.redisconn import redacted
 from serve.routes import register_routes
 from serve.schema import Limits, set_limits
 from serve.service import Model, Service
+from serve.suggestions import SuggestionStore
 from serve.webpage import WebPageMiddleware
 from serve.worker import TranslationAPI
 
@@ -116,6 +127,38 @@ def load_models(args: argparse.Namespace) -> tuple[dict[str, Model], int]:
     return models, max_beam
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_identity(model: Model) -> str:
+    """What the shared translation cache keys a model by, besides the search precision (added by the worker): its
+    pair, the SHA-256 of every member's weights and its length penalty. Replicas serving the same weights share
+    entries; a retrained model (new weights) never reads an old one's."""
+    weights = ",".join(file_sha256(Path(member) / WEIGHTS_FILE) for member in model.run_dirs)
+    return f"{model.pair}|{weights}|lp={model.info['decode']['length_penalty']!r}"
+
+
+def check_redis(url: str, timeout: float) -> None:
+    """Log whether Redis answers at start (the server starts either way and keeps trying: serve.redisconn)."""
+    import redis
+
+    from serve.redisconn import client_options
+
+    try:
+        redis.Redis.from_url(url, **client_options(max(timeout, 1.0))).ping()
+    except Exception as e:  # redis-py's ConnectionError, TimeoutError, an OSError
+        logger.warning(
+            "Redis at %s does not answer (%s); starting without it, trying again per request", redacted(url), e
+        )
+    else:
+        logger.info("Redis at %s answers: quotas and the translation cache are shared through it", redacted(url))
+
+
 def runtime_info(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **machine_info(threads=args.threads),
@@ -147,11 +190,19 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
         model.info["runtime"] = runtime
         model.info["limits"] = limits.to_dict()
     args.quota_store = None
-    if args.key_list is not None:
+    if args.key_list is not None and args.redis:
+        keys = args.quota_store = SharedQuotaStore.create(
+            args.key_list, Windows(*args.quota_windows), args.redis, args.redis_fail, args.redis_timeout
+        )
+    elif args.key_list is not None:
         keys = args.quota_store = QuotaStore.create(args.key_list, Windows(*args.quota_windows))
     else:
         keys = None if args.api_key is None else SingleKey(args.api_key)
-    service = Service(models, limits, keys=keys)
+    try:
+        suggestions = None if args.suggestions is None else SuggestionStore(args.suggestions)
+    except OSError as e:
+        raise NMTError(f"--suggestions {args.suggestions}: {e.strerror or e}") from None
+    service = Service(models, limits, keys=keys, suggestions=suggestions)
     service.detector.load()
     api = TranslationAPI(
         {pair: model.run_dirs for pair, model in models.items()},
@@ -163,11 +214,20 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
         batch_timeout=args.batch_timeout,
         cache_entries=args.cache_size,
         cache_bytes=args.cache_bytes,
+        redis_url=args.redis,
+        cache_ttl=args.cache_ttl,
+        redis_timeout=args.redis_timeout,
+        model_ids={pair: model_identity(model) for pair, model in models.items()} if args.redis else None,
     )
     # the last middleware is the outermost: count and log everything, serve the web page (no key), then check the
     # key (and the requests per minute of --keys), then the body size
-    middlewares: list = [(BodyLimitMiddleware, {"max_bytes": args.max_body_bytes})]
+    draining = multiprocessing.Value("b", 0, lock=False)  # set on SIGTERM, read by every HTTP process
+    middlewares: list = [
+        (BodyLimitMiddleware, {"max_bytes": args.max_body_bytes}),
+        (DrainMiddleware, {"draining": draining}),
+    ]
     open_paths = OPEN_PATHS | ({"/metrics"} if args.metrics_open else set())
+    open_paths |= {"/health"} if args.health_open else set()
     if keys is not None:
         middlewares.append((KeyMiddleware, {"keys": keys, "open_paths": open_paths}))
     middlewares.append((WebPageMiddleware, {}))
@@ -187,6 +247,9 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
         timeout=args.timeout,
         middlewares=middlewares,
         restart_workers=True,
+        drain_timeout=args.drain_timeout,
+        drain_delay=args.drain_delay,
+        draining=draining,
     )
     server.app.add_exception_handler(RequestValidationError, validation_error_handler)
     server.app.add_exception_handler(QuotaExceeded, quota_exceeded_handler)
@@ -207,6 +270,7 @@ def _install_signal_handlers(server: TranslationServer) -> None:
             os.kill(os.getpid(), signum)
             return
         server.stopping = True
+        server.draining.value = 1  # /health 503 at once; serve.litserve_glue drains before stopping
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
@@ -237,6 +301,8 @@ def serve(args: argparse.Namespace) -> int:
             cores,
         )
     server = build_server(args)
+    if args.redis:
+        check_redis(args.redis, args.redis_timeout)
     _install_signal_handlers(server)
     if args.quota_store is not None:
         reload_on_sighup(args.quota_store, args.keys)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -13,6 +13,7 @@ from serve.auth import Keys
 from serve.jsonbody import shown
 from serve.languages import LanguageDetector, language_name
 from serve.schema import Limits
+from serve.suggestions import SuggestionStore
 from serve.translation import Hypotheses, Options, TextResult, Work, assemble, plan
 
 
@@ -36,6 +37,9 @@ class Model:
         return f"{self.src_lang}-{self.tgt_lang}"
 
 
+PIVOT = "en"  # the language that joins two models where no direct one is served
+
+
 class PairError(ValueError):
     """No served model fits the request; the message names the pairs that are served."""
 
@@ -45,6 +49,7 @@ class Service:
     models: dict[str, Model]  # by pair, in the order given on the command line
     limits: Limits
     keys: Keys | None = None  # the server's key (--api-key) or keys file (--keys); None: no key needed
+    suggestions: SuggestionStore | None = None  # POST /suggest's store (--suggestions DIR); None: off
     submit: Callable[[Work], Awaitable[Hypotheses]] | None = None  # set when the routes are registered
     detector: LanguageDetector = field(init=False)
 
@@ -60,9 +65,46 @@ class Service:
         """Every language served, as a source or a target, in order of appearance."""
         return list(dict.fromkeys(lang for m in self.models.values() for lang in (m.src_lang, m.tgt_lang)))
 
+    def direct(self, source: str, target: str) -> Model | None:
+        """The model that translates `source` into `target` itself, if one is served."""
+        return next((m for m in self.models.values() if (m.src_lang, m.tgt_lang) == (source, target)), None)
+
+    def route(self, source: str, target: str) -> tuple[Model, ...]:
+        """The models a text goes through from `source` to `target`: none for the same language (the text is its
+        own translation, as in LibreTranslate), one direct model, else two through English (a pivot: source ->
+        en -> target), as LibreTranslate does. PairError when neither exists."""
+        if source == target:
+            return ()
+        direct = self.direct(source, target)
+        if direct is not None:
+            return (direct,)
+        first, second = self.direct(source, PIVOT), self.direct(PIVOT, target)
+        if first is not None and second is not None:
+            return first, second
+        raise PairError(
+            f"{language_name(target)} ({shown(target)}) is not available as a target language from "
+            f"{language_name(source)} ({shown(source)}): no model for it, nor through English; this server "
+            f"translates {self.pairs}"
+        )
+
+    def pivots(self) -> list[str]:
+        """The pairs translated through English ("de-fr"), in the order of the served languages."""
+        found = []
+        for source in self.languages:
+            for target in self.languages:
+                if source != target and self.direct(source, target) is None:
+                    try:
+                        self.route(source, target)
+                    except PairError:
+                        continue
+                    found.append(f"{source}-{target}")
+        return found
+
     def targets(self, source: str) -> list[str]:
-        """What `source` translates into, sorted; itself included (text comes back as it is, as in LibreTranslate)."""
-        return sorted({m.tgt_lang for m in self.models.values() if m.src_lang == source} | {source})
+        """What `source` translates into, directly or through English, sorted; itself included (text comes back as
+        it is, as in LibreTranslate)."""
+        reachable = {f"{m.src_lang}-{m.tgt_lang}" for m in self.models.values()} | set(self.pivots())
+        return sorted({pair.split("-", 1)[1] for pair in reachable if pair.split("-", 1)[0] == source} | {source})
 
     def language_list(self) -> list[dict[str, Any]]:
         """GET /languages: every served language with its name and the targets it translates into."""
@@ -85,6 +127,23 @@ class Service:
             wanted = [f"{k} '{shown(v)}'" for k, v in given if v is not None]
             raise PairError(f"no model for {' and '.join(wanted)}: {served}")
         raise PairError(f"{len(found)} models fit: give 'source' and 'target' (or 'model'); {served}")
+
+    async def translate_route(
+        self, texts: list[str], route: tuple[Model, ...], options: Options, html: bool = False
+    ) -> list[TextResult]:
+        """Translate `texts` along `route` (Service.route): through a pivot, the first model's best translation
+        (its default beam) is the second's input, and `options` (n-best, alternatives) apply to the second; each
+        search is batched with the other requests. A result counts the sentences of both searches."""
+        if not route:
+            return [TextResult(text, 0.0, [], 0) for text in texts]
+        *legs, last = route
+        sentences = [0] * len(texts)
+        for model in legs:
+            found = await self.translate(texts, model, Options(model.default_beam_size), html)
+            texts = [r.text for r in found]
+            sentences = [n + r.sentences for n, r in zip(sentences, found, strict=True)]
+        results = await self.translate(texts, last, options, html)
+        return [replace(r, sentences=r.sentences + n) for r, n in zip(results, sentences, strict=True)]
 
     async def translate(self, texts: list[str], model: Model, options: Options, html: bool = False) -> list[TextResult]:
         """Translate documents (or HTML fragments) with `model`: split, one search in a worker batch, reassembled."""

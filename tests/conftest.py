@@ -56,11 +56,15 @@ def tiny_run(tmp_path_factory, data_dir) -> Path:
     return run_dir
 
 
-@pytest.fixture(scope="session")
-def tiny_run_en_de(tmp_path_factory, data_dir) -> Path:
-    """A second tiny model for the reverse pair (en-de), one epoch (seconds): a server with two language pairs."""
-    run_dir = tmp_path_factory.mktemp("tiny-en-de") / "run"
-    overrides = ["data.src_lang=en", "data.tgt_lang=de", "train.max_epochs=1", "name=tiny_en_de"]
+def _tiny_one_epoch(tmp_path_factory, source: str, target: str) -> Path:
+    """configs/tiny.yaml for another pair of Multi30k, one epoch (seconds)."""
+    run_dir = tmp_path_factory.mktemp(f"tiny-{source}-{target}") / "run"
+    overrides = [
+        f"data.src_lang={source}",
+        f"data.tgt_lang={target}",
+        "train.max_epochs=1",
+        f"name=tiny_{source}_{target}",
+    ]
     run_nmt(
         "train",
         "--config",
@@ -71,6 +75,18 @@ def tiny_run_en_de(tmp_path_factory, data_dir) -> Path:
         *sum((["--set", o] for o in overrides), []),
     )
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run_en_de(tmp_path_factory, data_dir) -> Path:
+    """A second tiny model for the reverse pair (en-de): a server with two language pairs."""
+    return _tiny_one_epoch(tmp_path_factory, "en", "de")
+
+
+@pytest.fixture(scope="session")
+def tiny_run_en_fr(tmp_path_factory, data_dir) -> Path:
+    """A tiny en-fr model: with de-en, German to French through English."""
+    return _tiny_one_epoch(tmp_path_factory, "en", "fr")
 
 
 # ----- `nmt serve` with both tiny models (de-en, en-de): test_libretranslate and test_openapi ---------------------

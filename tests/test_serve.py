@@ -203,7 +203,7 @@ def test_wrong_method_and_path(server):
 
 def test_health_info_and_schema(server, tiny_run):
     assert server.get("/health").json() == {"status": "ok", "pairs": ["de-en"]}
-    info = server.get("/info").json()["model"]
+    info = server.get("/info").json()["models"][0]
     meta = json.loads((tiny_run / "metadata.json").read_text())
     assert (info["src_lang"], info["tgt_lang"]) == ("de", "en")
     assert info["architecture"] == meta["architecture"]

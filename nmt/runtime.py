@@ -26,7 +26,7 @@ MALLOC_VARIABLES = {"MALLOC_MMAP_THRESHOLD_": M_MMAP_THRESHOLD, "MALLOC_TRIM_THR
 # and 1,000 costs it 12% in training and 26-35% in search (threads asleep between the many small operations of a
 # step); two training processes that share the cores run 2,541 target tokens/s together at 1,000, 1,697 at 10,000
 # (a spinning thread holds a core the other process needs); at the default, 242 on an AMD EPYC
-# (docs/performance_baseline.md), where 1,000 had cost a process alone nothing.
+# (docs/performance.md, settings per machine), where 1,000 had cost a process alone nothing.
 SPINCOUNT_ALONE, SPINCOUNT_SHARED = 10_000, 1_000
 
 

@@ -36,6 +36,24 @@ class CleanConfig(Section):
         )
 
 
+class CorpusConfig(Section):
+    """One training corpus of `data.corpora`: a local directory or a hub id, drawn from with `weight`."""
+
+    path: str | None = None  # local directory, read as data.path is
+    hub_id: str | None = None
+    hub_config: str | None = None
+    split: str | None = None  # default: data.train_split
+    weight: float = Field(1.0, gt=0)  # share of each epoch: weight / the sum of the weights
+    max_examples: int | None = Field(None, ge=1)  # only the first N pairs
+    clean: CleanConfig | None = None  # default: data.clean
+
+    @model_validator(mode="after")
+    def _check(self) -> CorpusConfig:
+        if (self.path is None) == (self.hub_id is None):
+            raise ValueError("a corpus names exactly one of 'path' and 'hub_id'")
+        return self
+
+
 class DataConfig(Section):
     path: str | None = None  # local data directory (nmt.data: files, save_to_disk, a dataset repo); else NMT_DATA_DIR
     hub_id: str = "bentrevett/multi30k"
@@ -50,6 +68,13 @@ class DataConfig(Section):
     max_train_examples: int | None = Field(None, ge=1)
     max_valid_examples: int | None = Field(None, ge=1)
     clean: CleanConfig = Field(default_factory=CleanConfig)  # the training split only
+    corpora: list[CorpusConfig] = Field(default_factory=list)  # training corpora mixed by weight (else path/hub)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.corpora and self.max_train_examples is not None:
+            raise ValueError("with 'corpora', limit each corpus with its 'max_examples' (not 'max_train_examples')")
+        return self
 
 
 class TokenizerConfig(Section):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nmt.config import DataConfig
+from nmt.config import CorpusConfig, DataConfig
 from nmt.errors import NMTError
 from nmt.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -246,6 +246,66 @@ def load_split(config: DataConfig, split: str):
     if len(ds) == 0:
         raise NMTError(f"no examples in {origin}")
     return ds
+
+
+def corpus_name(corpus: CorpusConfig, data: DataConfig) -> str:
+    """A corpus of `data.corpora` for logs and the cache: 'local:DIR:SPLIT' or 'hub:ID[/CONFIG]:SPLIT'."""
+    where = f"local:{Path(corpus.path).expanduser()}" if corpus.path else f"hub:{corpus.hub_id}"
+    return where + (f"/{corpus.hub_config}" if corpus.hub_config else "") + f":{corpus.split or data.train_split}"
+
+
+def load_corpus(corpus: CorpusConfig, data: DataConfig):
+    """One corpus of `data.corpora` (its split, else data.train_split) as a dataset of `src` and `tgt`, read as
+    `load_split` reads data.path or data.hub_id, and cut to its `max_examples`."""
+    split = corpus.split or data.train_split
+    if corpus.path:
+        directory = Path(corpus.path).expanduser()
+        if not directory.is_dir():
+            raise NMTError(f"data.corpora: path is not a directory: {directory}")
+        ds, origin = _load_local(directory, split, data.src_lang, data.tgt_lang, corpus.hub_config)
+    else:
+        ds, origin = _load_hub(str(corpus.hub_id), split, data.src_lang, data.tgt_lang, corpus.hub_config)
+    if len(ds) == 0:
+        raise NMTError(f"no examples in {origin}")
+    if corpus.max_examples and corpus.max_examples < len(ds):
+        ds = ds.select(range(corpus.max_examples))
+    return ds
+
+
+@dataclass
+class Mixture:
+    """Training corpora drawn from by weight. `groups[i]` holds corpus i's usable example indices (into the
+    concatenated corpus); an epoch holds as many examples as all groups together, corpus i's share of them in
+    proportion to `weights[i]`."""
+
+    groups: list[np.ndarray]
+    weights: list[float]
+
+    def counts(self) -> list[int]:
+        """Examples per epoch from each corpus: the proportional shares, rounded by largest remainder."""
+        total = sum(len(g) for g in self.groups)
+        shares = np.asarray(self.weights, dtype=np.float64) / sum(self.weights) * total
+        counts = np.floor(shares).astype(np.int64)
+        order = np.argsort(-(shares - counts), kind="stable")  # ties: the earlier corpus
+        counts[order[: total - int(counts.sum())]] += 1
+        return counts.tolist()
+
+    def epoch(self, seed: int, epoch: int) -> np.ndarray:
+        """Epoch `epoch`'s examples (unordered: batching shuffles them). Corpus i is read through an endless
+        sequence of permutations of its group, each seeded by (seed, i, its number): epoch e takes the next
+        `counts()[i]` of them after epoch e-1's, so a smaller share still reaches every example over the epochs and
+        a larger one repeats examples. Depends only on the arguments: a resumed run draws the same epoch."""
+        parts = []
+        for i, (group, n) in enumerate(zip(self.groups, self.counts(), strict=True)):
+            if n == 0:
+                continue
+            m, start = len(group), epoch * n
+            first, last = start // m, (start + n - 1) // m
+            stream = np.concatenate(
+                [group[np.random.default_rng([seed, i, cycle]).permutation(m)] for cycle in range(first, last + 1)]
+            )
+            parts.append(stream[start - first * m : start - first * m + n])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 @dataclass

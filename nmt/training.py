@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import math
 import random
 import shutil
@@ -18,7 +20,17 @@ from nmt.bundle import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, read_run_conf
 from nmt.checkpoint import load_checkpoint, save_best_weights, save_checkpoint
 from nmt.cleaning import clean_split
 from nmt.config import Config, dump_config
-from nmt.data import Batch, TokenizedCorpus, collate, load_split, make_batches, source_name
+from nmt.data import (
+    Batch,
+    Mixture,
+    TokenizedCorpus,
+    collate,
+    corpus_name,
+    load_corpus,
+    load_split,
+    make_batches,
+    source_name,
+)
 from nmt.distributed import Distributed
 from nmt.errors import NMTError
 from nmt.evaluation import bleu
@@ -173,6 +185,11 @@ class RunData:
     valid_src: list[str]
     valid_ref: list[str]
     report: dict[str, Any] = field(default_factory=dict)  # what cleaning and length filtering kept (metadata.json)
+    mixture: Mixture | None = None  # data.corpora: each epoch's examples are drawn from it, not train_indices
+
+    def epoch_indices(self, seed: int, epoch: int) -> np.ndarray:
+        """The training examples of an epoch: every usable pair once, or the corpora's weighted draw."""
+        return self.mixture.epoch(seed, epoch) if self.mixture else self.train_indices
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -229,32 +246,75 @@ def _tokenizers(run_dir: Path, config: Config, train_ds) -> tuple[Tokenizer, Tok
     return get(src_path, ("src",)), get(tgt_path, ("tgt",))
 
 
+def _mixed_corpora(config: Config, log: Callable[[str], None] | None) -> tuple[Any, list[dict[str, Any]]]:
+    """The corpora of `data.corpora`, each cleaned by its own settings (else data.clean), as one dataset whose
+    fingerprint hashes theirs in order; and a report per corpus."""
+    import datasets
+
+    data, parts, reports = config.data, [], []
+    for corpus in data.corpora:
+        name = corpus_name(corpus, data)
+        ds, cleaning = clean_split(
+            load_corpus(corpus, data), corpus.clean or data.clean, data.src_lang, data.tgt_lang, log, name
+        )
+        parts.append(ds)
+        reports.append({"source": name, "weight": corpus.weight, "pairs": len(ds)})
+        if cleaning is not None:
+            reports[-1]["cleaning"] = cleaning.to_dict()
+    key = hashlib.sha256("\0".join(["nmt-corpora-v1", *(ds._fingerprint for ds in parts)]).encode()).hexdigest()
+    mixed = datasets.concatenate_datasets(parts)
+    return mixed.select(range(len(mixed)), new_fingerprint=key[:32]), reports
+
+
 def load_run_data(run_dir: Path, config: Config, log: Callable[[str], None] | None = None) -> RunData:
     """Load train and validation splits, clean the training split (`data.clean`), train (or reload) SentencePiece,
-    tokenize (or open the tokenization cache), filter by length."""
+    tokenize (or open the tokenization cache), filter by length. With `data.corpora` the training split is their
+    concatenation, drawn from by weight (`RunData.mixture`)."""
     data = config.data
-    train_ds = load_split(data, data.train_split)
-    if data.max_train_examples and data.max_train_examples < len(train_ds):
-        train_ds = train_ds.select(range(data.max_train_examples))
     where, langs = source_name(data), f"{data.src_lang}-{data.tgt_lang}"
-    train_ds, cleaning = clean_split(
-        train_ds, data.clean, data.src_lang, data.tgt_lang, log, f"{where}:{data.train_split}"
-    )
+    report: dict[str, Any] = {}
+    corpora: list[dict[str, Any]] = []
+    if data.corpora:
+        train_ds, corpora = _mixed_corpora(config, log)
+        train_source = "corpora:" + ",".join(c["source"] for c in corpora)
+    else:
+        train_ds = load_split(data, data.train_split)
+        if data.max_train_examples and data.max_train_examples < len(train_ds):
+            train_ds = train_ds.select(range(data.max_train_examples))
+        train_source = f"{where}:{data.train_split}"
+        train_ds, cleaning = clean_split(train_ds, data.clean, data.src_lang, data.tgt_lang, log, train_source)
+        if cleaning is not None:
+            report["cleaning"] = cleaning.to_dict()
     valid_ds = load_split(data, data.valid_split)
     if data.max_valid_examples and data.max_valid_examples < len(valid_ds):
         valid_ds = valid_ds.select(range(data.max_valid_examples))
     src_tok, tgt_tok = _tokenizers(run_dir, config, train_ds)
-    train, _ = cached_tokenize(train_ds, src_tok, tgt_tok, f"{where}:{data.train_split}:{langs}", log=log)
+    train, _ = cached_tokenize(train_ds, src_tok, tgt_tok, f"{train_source}:{langs}", log=log)
     keep = (train.src_lengths <= data.max_src_len) & (train.tgt_lengths <= data.max_tgt_len)
     keep &= train.tgt_lengths > 0
     indices = np.flatnonzero(keep)
     if len(indices) == 0:
         raise NMTError("no training pairs left after length filtering (data.max_src_len / data.max_tgt_len)")
-    report: dict[str, Any] = {"train_pairs": len(train_ds), "length_filtered": len(train_ds) - len(indices)}
-    if cleaning is not None:
-        report["cleaning"] = cleaning.to_dict()
+    report |= {"train_pairs": len(train_ds), "length_filtered": len(train_ds) - len(indices)}
+    mixture = None
+    if corpora:
+        bounds = np.cumsum([0] + [c["pairs"] for c in corpora])
+        groups = [indices[(indices >= lo) & (indices < hi)] for lo, hi in itertools.pairwise(bounds)]
+        for corpus, group in zip(corpora, groups, strict=True):
+            if len(group) == 0:
+                raise NMTError(f"no training pairs of {corpus['source']} left after length filtering")
+        mixture = Mixture(groups, [c["weight"] for c in corpora])
+        for corpus, group, count in zip(corpora, groups, mixture.counts(), strict=True):
+            corpus |= {"usable": len(group), "per_epoch": count}
+            if log:
+                log(
+                    f"corpus {corpus['source']}: {len(group):,} pairs within the length limits, weight "
+                    f"{corpus['weight']:g}: {count:,} per epoch"
+                )
+        report["corpora"] = corpora
     valid, _ = cached_tokenize(valid_ds, src_tok, tgt_tok, f"{where}:{data.valid_split}:{langs}", log=log)
-    return RunData(src_tok, tgt_tok, train, indices, valid, list(valid_ds["src"]), list(valid_ds["tgt"]), report)
+    valid_src, valid_ref = list(valid_ds["src"]), list(valid_ds["tgt"])
+    return RunData(src_tok, tgt_tok, train, indices, valid, valid_src, valid_ref, report, mixture)
 
 
 def check_disk_space(run_dir: Path, parameters: int, snapshots: int = 0) -> None:
@@ -406,7 +466,7 @@ class Run:
         return make_batches(
             data.train.src_lengths,
             data.train.tgt_lengths,
-            data.train_indices,
+            data.epoch_indices(self.config.seed, epoch),
             cfg.batch_tokens,
             shuffle=True,
             seed=self.config.seed * 1000 + epoch,

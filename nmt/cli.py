@@ -131,7 +131,7 @@ def _translator(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    return Translator.from_run_dirs(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    return Translator.from_run_dirs(args.model, device=args.device, dtype=args.dtype)
 
 
 def _input_chunks(stream: IO[bytes], size: int, name: str) -> Iterator[list[str]]:

@@ -126,18 +126,6 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    @model_validator(mode="before")
-    @classmethod
-    def _amp(cls, raw: Any) -> Any:
-        """Configs written before `precision` existed carry `amp` (GPU-only bf16): read it as the precision."""
-        if isinstance(raw, dict) and "amp" in raw:
-            raw = dict(raw)
-            amp = raw.pop("amp")
-            if not isinstance(amp, bool):
-                raise ValueError("'amp' (now train.precision) must be true or false")
-            raw.setdefault("precision", "bf16" if amp else "fp32")
-        return raw
-
     batch_tokens: int = Field(4000, ge=1)  # padded tokens per batch: rows x (longest of source and target + 1)
     max_epochs: int = Field(30, ge=1)
     max_steps: int | None = Field(None, ge=1)

@@ -126,7 +126,7 @@ def cpu_note() -> str:
 
 
 def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
-    """The `--dtype` option of translate, evaluate, serve and bench translate (with `--quantize`, its old alias)."""
+    """The `--dtype` option of translate, evaluate, serve and bench translate."""
     parser.add_argument(
         "--dtype",
         choices=SEARCH_DTYPES,
@@ -134,7 +134,6 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
         "or auto (int8 on a CPU with int8 dot products, else bf16 where it is fast, else fp32); default: the "
         "model config's decode.dtype (auto)",
     )
-    parser.add_argument("--quantize", choices=["int8"], help="same as --dtype int8 (older spelling)")
 
 
 def resolve_train_precision(requested: str, device: torch.device | str) -> str:

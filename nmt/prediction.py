@@ -11,7 +11,6 @@ import torch
 from nmt.bundle import Bundle, check_ensemble, load_bundle
 from nmt.config import Config
 from nmt.data import pad_sources
-from nmt.errors import NMTError
 from nmt.model import Seq2Seq
 from nmt.precision import autocast, describe, prepare_for_search, resolve_search_dtype, uses_autocast
 from nmt.search import beam_search, greedy_search, max_output_lengths
@@ -56,13 +55,9 @@ class Translator:
         return cls(bundle.model, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config, dtype)
 
     @classmethod
-    def from_run_dir(
-        cls, run_dir: str | Path, device: str = "cpu", dtype: str | None = None, quantize: str | None = None
-    ) -> Translator:
-        """`quantize="int8"` is the older spelling of `dtype="int8"`."""
-        if quantize is not None and dtype is not None and dtype != quantize:
-            raise NMTError(f"--quantize {quantize} and --dtype {dtype} disagree: give one of them")
-        return cls.from_bundle(load_bundle(run_dir, resolve_device(device)), dtype or quantize)
+    def from_run_dir(cls, run_dir: str | Path, device: str = "cpu", dtype: str | None = None) -> Translator:
+        """The model of a run directory, searching in `dtype` (default: its config's decode.dtype)."""
+        return cls.from_bundle(load_bundle(run_dir, resolve_device(device)), dtype)
 
     @property
     def precision(self) -> str:
@@ -70,21 +65,17 @@ class Translator:
         return describe(self.dtype, self.device)
 
     @classmethod
-    def from_run_dirs(
-        cls, run_dirs: list[str | Path], device: str = "cpu", dtype: str | None = None, quantize: str | None = None
-    ) -> Translator:
+    def from_run_dirs(cls, run_dirs: list[str | Path], device: str = "cpu", dtype: str | None = None) -> Translator:
         """One model, or an ensemble of several sharing a vocabulary (decode settings: the first model's)."""
         from nmt.ensemble import Ensemble
 
         if len(run_dirs) == 1:
-            return cls.from_run_dir(run_dirs[0], device, dtype=dtype, quantize=quantize)
-        if quantize is not None and dtype is not None and dtype != quantize:
-            raise NMTError(f"--quantize {quantize} and --dtype {dtype} disagree: give one of them")
+            return cls.from_run_dir(run_dirs[0], device, dtype=dtype)
         check_ensemble([Path(run_dir) for run_dir in run_dirs])
         bundles = [load_bundle(run_dir, resolve_device(device)) for run_dir in run_dirs]
         first = bundles[0]
         first.model = Ensemble([b.model for b in bundles])
-        return cls.from_bundle(first, dtype or quantize)
+        return cls.from_bundle(first, dtype)
 
     def search_options(self, beam_size: int | None, length_penalty: float | None) -> tuple[int, float]:
         """The beam size and length penalty a search runs with: the given ones, else the config's `decode` ones."""

@@ -35,10 +35,6 @@ class LTError(HTTPException):
     """An error answered as LibreTranslate does: `{"error": message}` with its status."""
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 def _missing(name: str) -> LTError:
     return LTError(400, f"Invalid request: missing {name} parameter")
 

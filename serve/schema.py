@@ -43,10 +43,6 @@ def set_limits(limits: Limits) -> None:
     _limits = limits
 
 
-def current_limits() -> Limits:
-    return _limits
-
-
 INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})  # control, format (zero-width, bidi marks) and space characters
 
 

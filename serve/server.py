@@ -167,7 +167,6 @@ def runtime_info(args: argparse.Namespace) -> dict[str, Any]:
         "threads_per_worker": args.threads,
         "max_batch_size": args.max_batch_size,
         "batch_timeout": args.batch_timeout,
-        "quantize": args.quantize,
         "dtype": args.dtype,
     }
 
@@ -207,7 +206,6 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
     api = TranslationAPI(
         {pair: model.run_dirs for pair, model in models.items()},
         threads=args.threads,
-        quantize=args.quantize,
         dtype=args.dtype,
         log_level=args.log_level,
         max_batch_size=args.max_batch_size,

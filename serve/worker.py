@@ -13,7 +13,7 @@ import litserve as ls
 
 from nmt.errors import NMTError
 from serve import metrics
-from serve.cache import TranslationCache, translate_with_cache
+from serve.cache import SharedCache, TranslationCache, translate_with_cache
 from serve.litserve_glue import WORK_PATH, IdleFriendlyBatchedLoop
 from serve.logs import LOGGER, configure_logging
 from serve.translation import Hypotheses, Work
@@ -28,24 +28,30 @@ class TranslationAPI(ls.LitAPI):
         self,
         model_dirs: dict[str, tuple[str, ...]],
         threads: int,
-        quantize: str | None = None,
         dtype: str | None = None,
         log_level: str = "info",
         max_batch_size: int = 16,
         batch_timeout: float = 0.01,
         cache_entries: int = 0,
         cache_bytes: int = 0,
+        redis_url: str | None = None,
+        cache_ttl: int = 86400,
+        redis_timeout: float = 0.25,
+        model_ids: dict[str, str] | None = None,
     ):
         loop = IdleFriendlyBatchedLoop()  # for a batch of 1 too: LitServe's own loop would not report queue waits
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=WORK_PATH, loop=loop)
         self.model_dirs = model_dirs  # pair ("de-en") -> run directories (several: an ensemble)
         self.threads = threads
-        self.quantize = quantize
         self.dtype = dtype
         self.log_level = log_level
         self.cache_entries, self.cache_bytes = cache_entries, cache_bytes  # 0 entries: no cache
+        self.redis_url, self.cache_ttl, self.redis_timeout = redis_url, cache_ttl, redis_timeout  # --redis
+        self.model_ids = model_ids or {}  # pair -> the model's identity (serve.server.model_identity)
         self.translators: dict = {}
         self.cache: TranslationCache | None = None
+        self.shared: SharedCache | None = None
+        self.identities: dict[str, str] = {}  # pair -> what a cache entry is keyed by
 
     def setup(self, device: str) -> None:
         """Load every model once per worker, set its torch threads and check each translates (then /health is 200)."""
@@ -60,9 +66,7 @@ class TranslationAPI(ls.LitAPI):
         for pair, model_dirs in self.model_dirs.items():
             loading = time.perf_counter()
             try:
-                translator = Translator.from_run_dirs(
-                    list(model_dirs), device=device, dtype=self.dtype, quantize=self.quantize
-                )
+                translator = Translator.from_run_dirs(list(model_dirs), device=device, dtype=self.dtype)
             except NMTError as e:  # a user error: one line, no traceback (LitServe would log one as it stops)
                 logger.error("cannot load the model %s: %s", ",".join(model_dirs), e)
                 logging.getLogger("litserve.loops.loops").disabled = True
@@ -70,8 +74,11 @@ class TranslationAPI(ls.LitAPI):
             translator.translate(["warm-up"], beam_size=2)  # an exception here fails the worker: /health stays 503
             self.translators[pair] = translator
             load_seconds[pair] = time.perf_counter() - loading
+            self.identities[pair] = f"{self.model_ids.get(pair, pair)}|{translator.precision}"
         if self.cache_entries > 0:
             self.cache = TranslationCache(self.cache_entries, self.cache_bytes)
+        if self.redis_url and self.cache_ttl > 0:
+            self.shared = SharedCache(self.redis_url, self.cache_ttl, self.redis_timeout)
         metrics.worker_ready(load_seconds)
         logger.info(
             "worker ready: %d model(s) (%s) on %s, %s, %d torch thread(s), loaded in %.1f s",
@@ -97,18 +104,23 @@ class TranslationAPI(ls.LitAPI):
             groups[work.group].append(i)
         for (pair, options), members in groups.items():
             sentences = [s for i in members for s in works[i].sentences]
+            counts: dict[str, int] = {}
             found, hits = translate_with_cache(
                 self.cache,
-                pair,
+                self.identities[pair],
                 self.translators[pair].translate,
                 sentences,
                 options.beam_size,
                 options.n_best,
                 options.max_length,
+                shared=self.shared,
+                counts=counts,
             )
             metrics.observe_translated(pair, sentences)
             if self.cache is not None:
                 metrics.observe_cache(hits, len(sentences) - hits, len(self.cache), self.cache.bytes)
+            if counts:
+                metrics.observe_shared_cache(counts["hits"], counts["misses"])
             offset = 0
             for i in members:
                 n = len(works[i].sentences)

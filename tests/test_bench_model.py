@@ -81,17 +81,17 @@ def test_bench_translate_int8_and_own_files(tiny_run, tmp_path):
         tmp_path / "s.de",
         "--ref",
         tmp_path / "r.en",
-        "--quantize",
+        "--dtype",
         "int8",
         "--json",
         report,
     )
     r = json.loads(report.read_text())
-    assert r["quantize"] == "int8" and r["dtype"] == "int8" and r["sentences"] == 40 and "bleu" in r
+    assert r["dtype"] == "int8" and r["sentences"] == 40 and "bleu" in r
     assert set(r["peaks_gflops"]) == {"int8"} and r["achieved_gflops"] > 0 and r["fraction_of_peak"] > 0
     evaluated = tmp_path / "evaluate.json"
     files = ["--src", tmp_path / "s.de", "--ref", tmp_path / "r.en"]
-    run_nmt("evaluate", "--model", tiny_run, *files, "--quantize", "int8", "--json", evaluated)
+    run_nmt("evaluate", "--model", tiny_run, *files, "--dtype", "int8", "--json", evaluated)
     assert r["bleu"] == json.loads(evaluated.read_text())["bleu"]["score"]
 
 

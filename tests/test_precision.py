@@ -27,19 +27,12 @@ from nmt.prediction import Translator
     [
         ({"decode": {"dtype": "fp16"}}, "decode.dtype"),
         ({"train": {"precision": "int4"}}, "train.precision"),
-        ({"train": {"amp": "yes"}}, "train"),
+        ({"train": {"amp": True}}, "train.amp"),  # an unknown key, named
     ],
 )
 def test_precision_options_are_validated(raw, key):
     with pytest.raises(NMTError, match=f"'{key}'"):
         config_from_dict(raw, "x.yaml")
-
-
-def test_old_amp_key_reads_as_the_precision():
-    assert config_from_dict({"train": {"amp": False}}, "x").train.precision == "fp32"  # old run dirs: as before
-    assert config_from_dict({"train": {"amp": True}}, "x").train.precision == "bf16"
-    assert config_from_dict({"train": {"amp": True, "precision": "fp32"}}, "x").train.precision == "fp32"
-    assert "amp" not in config_from_dict({"train": {"amp": True}}, "x").to_dict()["train"]
 
 
 @pytest.mark.parametrize("command", ["translate", "evaluate", "serve"])

@@ -61,7 +61,7 @@ def bench_translate(args: argparse.Namespace) -> int:
     if references is not None and len(references) != len(sources):
         raise NMTError(f"line-count mismatch: {src_path} has {len(sources)} lines, {ref_path} has {len(references)}")
     load_start = time.perf_counter()
-    translator = Translator.from_run_dir(args.model, dtype=args.dtype, quantize=args.quantize)
+    translator = Translator.from_run_dir(args.model, dtype=args.dtype)
     load_s = time.perf_counter() - load_start
     beam, _ = translator.search_options(args.beam_size, None)
     start = time.perf_counter()
@@ -81,7 +81,6 @@ def bench_translate(args: argparse.Namespace) -> int:
         "sentences": len(sources),
         "beam_size": beam,
         "batch_size": args.batch_size or translator.config.decode.sentences_per_batch(beam),
-        "quantize": args.quantize,
         "dtype": translator.dtype,
         "whole_process_seconds": round(total_s, 2),
         "model_load_seconds": round(load_s, 2),

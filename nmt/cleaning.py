@@ -10,11 +10,14 @@ so that a change in the settings is a new tokenization cache entry.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
+import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,16 +36,29 @@ KEEP = 0
 
 # Markup counts as non-letters: HTML/XML tags and character entities.
 _MARKUP = re.compile(r"<[^<>\n]{0,300}>|&(?:[A-Za-z][A-Za-z0-9]{1,9}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
-_LETTER = re.compile(r"[^\W\d_]")  # a Unicode letter
 _SPACE = re.compile(r"\s")
 
 
+@functools.cache
+def _letter() -> re.Pattern[str]:
+    """A Unicode letter or combining mark (the vowel signs of Devanagari or Thai are marks, not letters)."""
+    marks, start = [], None
+    for code in range(sys.maxunicode + 2):
+        is_mark = code <= sys.maxunicode and unicodedata.category(chr(code))[0] == "M"
+        if is_mark and start is None:
+            start = code
+        elif not is_mark and start is not None:
+            marks.append(f"{re.escape(chr(start))}-{re.escape(chr(code - 1))}")
+            start = None
+    return re.compile(r"[^\W\d_]|[" + "".join(marks) + "]")
+
+
 def letter_share(text: str) -> float:
-    """Letters (outside markup) as a share of the text's non-space characters (0 for a blank text)."""
+    """Letters and combining marks (outside markup) as a share of the text's non-space characters (0 if blank)."""
     visible = len(text) - len(_SPACE.findall(text))
     if visible == 0:
         return 0.0
-    return len(_LETTER.findall(_MARKUP.sub("", text))) / visible
+    return len(_letter().findall(_MARKUP.sub("", text))) / visible
 
 
 @dataclass
@@ -150,7 +166,7 @@ def clean_indices(
         detector = LanguageFilter(src_lang, tgt_lang, clean.language_candidates)
         survivors = np.flatnonzero(codes == KEEP)
         done = 0
-        for batch in ds.select(survivors).select_columns(["src", "tgt"]).iter(batch_size=BATCH):
+        for batch in ds.select_columns(["src", "tgt"]).select(survivors, keep_in_memory=True).iter(batch_size=BATCH):
             wrong = detector.wrong(batch["src"], batch["tgt"])
             codes[survivors[done : done + len(wrong)][wrong]] = FILTERS.index("language") + 1
             done += len(wrong)

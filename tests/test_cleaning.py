@@ -53,12 +53,14 @@ def dropped_by(config: CleanConfig) -> list[int]:
     return sorted(set(range(len(CORPUS))) - set(kept.tolist()))
 
 
-def test_letter_share_counts_markup_and_digits_as_non_letters():
+def test_letter_share_counts_markup_digits_and_punctuation_as_non_letters():
     assert letter_share("Ein Hund") == 1.0
     assert letter_share("a1 b2") == 0.5
     assert letter_share("<b>ab</b>") == pytest.approx(2 / 9)
     assert letter_share("Tom &amp; Jerry") == pytest.approx(8 / 13)
     assert letter_share("   ") == 0.0
+    assert letter_share("नमस्ते दुनिया") == 1.0  # Devanagari's vowel signs are combining marks: they count
+    assert letter_share("你好，世界。") == pytest.approx(4 / 6)
 
 
 @pytest.mark.parametrize(

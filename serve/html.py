@@ -75,6 +75,11 @@ def _runs(parent: Tag) -> list[list[NavigableString]]:
     return [run for run in runs if "".join(run).strip()]
 
 
+def text_runs(root: Tag) -> list[list[NavigableString]]:
+    """The text runs under `root` (a soup from any parser, XHTML's included): what the HTML path translates."""
+    return _runs(root)
+
+
 @dataclass
 class HtmlDocument:
     """A parsed fragment and its runs; `render` writes translated runs back into it."""

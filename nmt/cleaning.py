@@ -10,12 +10,10 @@ so that a change in the settings is a new tokenization cache entry.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import re
-import sys
 import time
 import unicodedata
 from collections.abc import Callable
@@ -36,29 +34,20 @@ KEEP = 0
 
 # Markup counts as non-letters: HTML/XML tags and character entities.
 _MARKUP = re.compile(r"<[^<>\n]{0,300}>|&(?:[A-Za-z][A-Za-z0-9]{1,9}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
-_SPACE = re.compile(r"\s")
-
-
-@functools.cache
-def _letter() -> re.Pattern[str]:
-    """A Unicode letter or combining mark (the vowel signs of Devanagari or Thai are marks, not letters)."""
-    marks, start = [], None
-    for code in range(sys.maxunicode + 2):
-        is_mark = code <= sys.maxunicode and unicodedata.category(chr(code))[0] == "M"
-        if is_mark and start is None:
-            start = code
-        elif not is_mark and start is not None:
-            marks.append(f"{re.escape(chr(start))}-{re.escape(chr(code - 1))}")
-            start = None
-    return re.compile(r"[^\W\d_]|[" + "".join(marks) + "]")
 
 
 def letter_share(text: str) -> float:
-    """Letters and combining marks (outside markup) as a share of the text's non-space characters (0 if blank)."""
-    visible = len(text) - len(_SPACE.findall(text))
+    """Letters and combining marks (the vowel signs of Devanagari or Thai) outside markup, as a share of the text's
+    non-space characters (0 for a blank text); digits, punctuation and symbols are not letters."""
+    visible = len(text) - sum(map(str.isspace, text))
     if visible == 0:
         return 0.0
-    return len(_letter().findall(_MARKUP.sub("", text))) / visible
+    plain = _MARKUP.sub("", text) if "<" in text or "&" in text else text
+    letters = 0
+    for c in plain:
+        if c.isalpha() or (not c.isspace() and unicodedata.category(c)[0] == "M"):
+            letters += 1
+    return letters / visible
 
 
 @dataclass

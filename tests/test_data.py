@@ -245,6 +245,9 @@ def test_parquet_and_arrow_files_with_flat_columns(tmp_path, offline_caches):
     with pa.ipc.new_stream(str(tmp_path / "val.arrow"), table.schema) as writer:  # as `datasets` writes Arrow
         writer.write_table(table)
     assert pairs_of(load_split(DataConfig(path=str(tmp_path)), "val")) == [("zwei", "two"), ("drei", "three")]
+    with pa.ipc.new_file(str(tmp_path / "test.arrow"), table.schema) as writer:  # the IPC file format
+        writer.write_table(table)
+    assert pairs_of(load_split(DataConfig(path=str(tmp_path)), "test")) == [("zwei", "two"), ("drei", "three")]
     datasets.Dataset.from_dict({"de": [1], "en": ["x"]}).to_parquet(tmp_path / "numbers.parquet")
     with pytest.raises(NMTError, match=r"numbers\.parquet: the column 'de' holds .*int64.*not text"):
         load_split(DataConfig(path=str(tmp_path)), "numbers")

@@ -52,7 +52,7 @@ def letter_share(text: str) -> float:
 
 @dataclass
 class CleanReport:
-    """What cleaning did to one split: pairs read, kept, dropped per filter, seconds (0 when cached)."""
+    """What cleaning did to one split: pairs read, kept, dropped per enabled filter, and the seconds it took."""
 
     pairs: int
     kept: int
@@ -207,6 +207,8 @@ def clean_split(
             with np.load(cached) as stored:
                 kept = stored["kept"]
                 report = CleanReport(**json.loads(str(stored["report"])))
+            if len(kept) != report.kept or report.pairs != len(ds) or (len(kept) and kept[-1] >= len(ds)):
+                raise ValueError("does not match the split")
             os.utime(cached)
         except (OSError, ValueError, KeyError, TypeError):
             report = None  # damaged: cleaned again below
@@ -219,7 +221,7 @@ def clean_split(
     if log:
         log(f"cleaned {name}: {report.line()}" + (" (cached)" if from_cache else f" in {report.seconds:.1f} s"))
     if report.kept == 0:
-        raise NMTError(f"no {name} left after cleaning ({report.line()}); loosen data.clean")
+        raise NMTError(f"no pairs of {name} left after cleaning ({report.line()}); loosen data.clean")
     selection = range(len(ds)) if report.kept == len(ds) else kept
     return ds.select(selection, keep_in_memory=True, new_fingerprint=key), report
 

@@ -158,6 +158,11 @@ def test_cleaning_is_cached_and_its_settings_key_the_tokenization_cache(tmp_path
     assert list(again["src"]) == list(cleaned["src"])
     monkeypatch.undo()
     monkeypatch.setenv("NMT_CACHE_DIR", str(tmp_path / "cache"))
+    [result] = (tmp_path / "cache" / "cleaned").glob("*.npz")
+    result.write_bytes(b"damaged")
+    lines.clear()
+    repaired, _ = clean_split(ds, CleanConfig(empty=True), "de", "en", lines.append)
+    assert lines[0].startswith("cleaning training data") and list(repaired["src"]) == list(cleaned["src"])
     # the same pairs kept under other settings (a loose max_chars drops nothing more): another fingerprint
     other, _ = clean_split(ds, CleanConfig(empty=True, max_chars=1000), "de", "en")
     assert list(other["src"]) == list(cleaned["src"]) and other._fingerprint != cleaned._fingerprint
@@ -172,7 +177,7 @@ def test_cleaning_is_cached_and_its_settings_key_the_tokenization_cache(tmp_path
 def test_nothing_left_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("NMT_CACHE_DIR", str(tmp_path / "cache"))
     rows = [("", "x", None), ("y", " ", None)]
-    with pytest.raises(NMTError, match="no training data left after cleaning .*empty 2.*data.clean"):
+    with pytest.raises(NMTError, match="no pairs of training data left after cleaning .*empty 2.*data.clean"):
         clean_split(corpus_dataset(rows), CleanConfig(empty=True), "de", "en")
 
 

@@ -119,25 +119,25 @@ def _split_names(split: str) -> list[str]:
     return [split, alias] if alias else [split]
 
 
-def _first_line(error: Exception) -> str:
+def _one_line(error: Exception) -> str:
     """The error's message on one line, shortened."""
     text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     return text[:400] if text else error.__class__.__name__
 
 
-def _load_repo(path: str, config: str | None, split: str, origin: str, **kwargs):
+def _load_repo(path: str, config: str | None, split: str, origin: str):
     """`datasets.load_dataset(path, name=config, split=...)`: a hub id or a local directory in the hub's layout
     (parquet/arrow/json shards, README.md with `configs:`), trying the split's hub alias when the name is unknown."""
     datasets = _quiet_datasets()
     errors = []
     for name in _split_names(split):
         try:
-            return datasets.load_dataset(path, name=config, split=name, **kwargs)
+            return datasets.load_dataset(path, name=config, split=name)
         except Exception as e:  # noqa: BLE001
             errors.append(e)
             if "split" not in str(e).lower():  # only an unknown split is worth the alias
                 break
-    message = _first_line(errors[0])
+    message = _one_line(errors[0])
     hint = " (set data.hub_config)" if config is None and "config" in message.lower() else ""
     named = f" configuration '{config}'" if config else ""
     raise NMTError(f"cannot load {origin}{named} split '{split}': {message}{hint}")
@@ -159,7 +159,7 @@ def _load_saved(directory: Path, split: str):
             try:
                 return datasets.load_from_disk(str(directory / name)), str(directory / name)
             except Exception as e:  # noqa: BLE001
-                raise NMTError(f"cannot read the saved dataset {directory / name}: {_first_line(e)}") from None
+                raise NMTError(f"cannot read the saved dataset {directory / name}: {_one_line(e)}") from None
     if (directory / "state.json").is_file():
         raise NMTError(
             f"{directory} holds one dataset saved without splits: save a DatasetDict (train, validation, ...) "
@@ -173,7 +173,7 @@ def _load_file(builder: str, path: Path):
     try:
         return datasets.load_dataset(builder, data_files={"x": str(path)}, split="x")
     except Exception as e:  # noqa: BLE001
-        raise NMTError(f"{path}: not a readable {builder} file ({_first_line(e)})") from None
+        raise NMTError(f"{path}: not a readable {builder} file ({_one_line(e)})") from None
 
 
 def _load_local(directory: Path, split: str, src: str, tgt: str, config: str | None = None):

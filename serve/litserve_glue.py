@@ -7,6 +7,8 @@ An upgrade of litserve must start here: `check_litserve_version` refuses to star
   the inference workers as LitServe's own handler does (`RegularRequestHandler._submit_request`, the
   `response_buffer`, `_callback_runner`), with a deadline on the whole request (`submit_work`).
 - `launch_single_inference_worker` stops LitServe's monitor thread from respawning workers during shutdown.
+- `_start_server` and `_perform_graceful_shutdown` drain the server before LitServe stops it (`drain`): /health
+  503, the listening socket closed, the requests in flight answered by the still running workers.
 - `IdleFriendlyBatchedLoop` reads the request queue itself (`_SENTINEL_VALUE`, `_StopLoopError`).
 """
 
@@ -14,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from queue import Empty
@@ -60,10 +65,23 @@ class TranslationServer(ls.LitServer):
 
     stopping = False
 
-    def __init__(self, lit_api: ls.LitAPI, register_routes: Callable[[Any, Callable], None], **kwargs: Any):
+    def __init__(
+        self,
+        lit_api: ls.LitAPI,
+        register_routes: Callable[[Any, Callable], None],
+        drain_timeout: float = 30.0,
+        drain_delay: float = 0.0,
+        draining: Any = None,
+        **kwargs: Any,
+    ):
         check_litserve_version()
         self.register_routes = register_routes  # read by register_endpoints, which LitServer.__init__ calls
+        # set on SIGTERM in the main process, read by the forked HTTP processes (shared memory): /health is 503
+        self.draining = multiprocessing.Value("b", 0, lock=False) if draining is None else draining
+        self.drain_timeout, self.drain_delay = drain_timeout, drain_delay
+        self._sockets: list = []
         super().__init__(lit_api, **kwargs)
+        self.uvicorn_graceful_timeout = drain_timeout  # uvicorn's own bound on finishing its requests
 
     def register_endpoints(self) -> None:
         self._callback_runner.trigger_event(EventTypes.ON_SERVER_START.value, litserver=self)
@@ -80,6 +98,49 @@ class TranslationServer(ls.LitServer):
 
         status = self.workers_setup_status
         return bool(status) and all(v == WorkerSetupStatus.READY for v in status.values())
+
+    def is_draining(self) -> bool:
+        return bool(self.draining.value)
+
+    def _start_server(self, port, num_uvicorn_servers, log_level, sockets, uvicorn_worker_type, **kwargs):
+        self._sockets = list(sockets or [])  # the listening socket: the main process must close its copy to drain
+        return super()._start_server(port, num_uvicorn_servers, log_level, sockets, uvicorn_worker_type, **kwargs)
+
+    def _perform_graceful_shutdown(self, manager, uvicorn_workers, shutdown_reason: str = "normal") -> None:
+        if self.is_draining() and uvicorn_workers:
+            self.drain(uvicorn_workers)
+            uvicorn_workers = {}  # stopped: LitServe would only warn that they are not alive
+        super()._perform_graceful_shutdown(manager, uvicorn_workers, shutdown_reason)
+
+    def drain(self, uvicorn_workers: dict) -> None:
+        """Stop taking requests and answer those in flight, in at most `drain_delay` + `drain_timeout` seconds:
+        /health answers 503 from the start (`draining`); after `drain_delay` seconds (a load balancer's time to
+        notice) the listening socket closes (new connections are refused) and each HTTP process finishes its
+        requests (uvicorn's graceful shutdown) while the inference workers still run."""
+        # (LitServe's monitor thread restarts no worker now: `stopping` is set. Its manager Event cannot be set from
+        # here: the main thread's proxy connection is still inside the `wait()` that the signal interrupted.)
+        start = time.monotonic()
+        if self.drain_delay > 0:
+            logger.info("draining: /health answers 503; new requests accepted for %g s more", self.drain_delay)
+            time.sleep(self.drain_delay)
+        for sock in self._sockets:
+            sock.close()
+        processes = [w for w in uvicorn_workers.values() if isinstance(w, multiprocessing.Process) and w.is_alive()]
+        for process in processes:
+            os.kill(process.pid, signal.SIGTERM)  # uvicorn: close the port, finish the requests in flight
+        logger.info("draining: finishing the requests in flight (at most %g s)", self.drain_timeout)
+        deadline = time.monotonic() + self.drain_timeout
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        late = [p for p in processes if p.is_alive()]
+        for process in late:
+            process.kill()
+            process.join(1)
+        logger.info(
+            "drained in %.1f s%s",
+            time.monotonic() - start,
+            f"; {len(late)} HTTP process(es) still busy after --drain-timeout were killed" if late else "",
+        )
 
     def launch_single_inference_worker(self, lit_api: ls.LitAPI, worker_id: int):
         if self.stopping:  # LitServe's monitor thread would otherwise respawn the workers it is stopping

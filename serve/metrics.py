@@ -4,8 +4,9 @@ Every process of the server records into its own files under PROMETHEUS_MULTIPRO
 `nmt serve` creates before anything imports prometheus_client (serve.metricsdir) and removes at shutdown; a scrape
 adds up the files of all processes, so the counts of every HTTP process and every inference worker sum up. The HTTP
 processes record requests (by route, method and status) and their latency; the workers record queue waits, batch
-sizes, sentences and characters per language pair, cache hits and misses, the model load time and that they are
-alive. Labels never hold a key, a text or a raw path: routes outside the app's own are counted as "other".
+sizes, sentences and characters per language pair, cache hits and misses (the worker's own cache and the shared
+one in Redis, apart), the model load time and that they are alive; both record whether Redis answers.
+Labels never hold a key, a text or a raw path: routes outside the app's own are counted as "other".
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ SENTENCES = Counter("nmt_sentences", "sentences translated (cache hits included)
 CHARACTERS = Counter("nmt_characters", "characters of the sentences translated, by language pair", ["pair"])
 CACHE_HITS = Counter("nmt_cache_hits", "sentences answered from a worker's translation cache")
 CACHE_MISSES = Counter("nmt_cache_misses", "sentences a worker with a cache had to translate")
+SHARED_CACHE_HITS = Counter(
+    "nmt_shared_cache_hits", "sentences answered from the shared translation cache in Redis (--redis)"
+)
+SHARED_CACHE_MISSES = Counter(
+    "nmt_shared_cache_misses", "sentences looked up in the shared cache (--redis) and translated"
+)
+REDIS_UP = Gauge(
+    "nmt_redis_up",
+    "1 while every live process reaches Redis for this use (quota, cache), 0 while one does not",
+    ["use"],
+    multiprocess_mode="livemin",
+)
+REDIS_ERRORS = Counter("nmt_redis_errors", "Redis commands that failed or timed out, by use (quota, cache)", ["use"])
 CACHE_ENTRIES = Gauge(
     "nmt_cache_entries", "entries in the translation caches of live workers", multiprocess_mode="livesum"
 )
@@ -89,6 +103,20 @@ def observe_cache(hits: int, misses: int, entries: int, size: int) -> None:
     CACHE_MISSES.inc(misses)
     CACHE_ENTRIES.set(entries)
     CACHE_BYTES.set(size)
+
+
+def observe_shared_cache(hits: int, misses: int) -> None:
+    SHARED_CACHE_HITS.inc(hits)
+    SHARED_CACHE_MISSES.inc(misses)
+
+
+def redis_up(use: str, up: bool) -> None:
+    REDIS_UP.labels(use).set(1 if up else 0)
+
+
+def redis_failed(use: str) -> None:
+    REDIS_ERRORS.labels(use).inc()
+    REDIS_UP.labels(use).set(0)
 
 
 def worker_ready(load_seconds: dict[str, float]) -> None:

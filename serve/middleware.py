@@ -24,14 +24,22 @@ logger = logging.getLogger(LOGGER)
 
 SENTENCE_COUNT_HEADER = "X-Sentence-Count"  # sentences searched for a /predict answer, read by the access log
 MAX_MESSAGES = 5  # validation messages in one 422 detail (a list of 10,000 numbers has 10,000 errors)
-LT_PATHS = frozenset({"/translate", "/detect", "/languages", "/frontend/settings", "/suggest"})  # {"error": ...}
+LT_PATHS = frozenset(
+    {"/translate", "/detect", "/languages", "/frontend/settings", "/suggest", "/translate_file"}
+)  # {"error": ...}
+LT_PREFIXES = ("/download_file/",)  # LibreTranslate's routes with a name in the path: {"error": ...}, no key
 # the schema needs no key; the LibreTranslate routes check the key in their parameters (serve.libretranslate)
 OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}) | LT_PATHS
 
 
+def is_lt_path(path: str) -> bool:
+    """Whether `path` is one of LibreTranslate's routes."""
+    return path in LT_PATHS or path.startswith(LT_PREFIXES)
+
+
 def error_body(path: str, message: str) -> dict[str, str]:
     """An error as the route's API writes it: `{"error": ...}` on LibreTranslate's routes, else `{"detail": ...}`."""
-    return {"error": message} if path in LT_PATHS else {"detail": message}
+    return {"error": message} if is_lt_path(path) else {"detail": message}
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -62,7 +70,7 @@ class KeyMiddleware:
         self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or scope["path"] in self.open_paths or scope["path"].startswith(LT_PREFIXES):
             return await self.app(scope, receive, send)
         try:
             await admit(self.keys, header(scope, b"x-api-key"), count_request=scope["method"] == "POST")
@@ -100,18 +108,21 @@ class DrainMiddleware:
 
 
 class BodyLimitMiddleware:
-    """413 for a request body over `max_bytes`: from Content-Length up front, else while it streams in."""
+    """413 for a request body over `max_bytes` (or the limit `paths` gives its path: an uploaded file's route):
+    from Content-Length up front, else while it streams in."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, paths: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.paths = paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        detail = f"request body over the limit of {self.max_bytes} bytes"
+        max_bytes = self.paths.get(scope["path"], self.max_bytes)
+        detail = f"request body over the limit of {max_bytes} bytes"
         length = header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        if length is not None and length.isdigit() and int(length) > max_bytes:
             return await send_error(send, scope, 413, detail)
         received = 0
 
@@ -119,7 +130,7 @@ class BodyLimitMiddleware:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            if received > max_bytes:
                 raise HTTPException(413, detail)  # FastAPI re-raises it from its body reader; answered as JSON
             return message
 

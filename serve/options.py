@@ -146,6 +146,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--log-text", action="store_true", help="also log request and response bodies (the texts)")
     group.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    group = parser.add_argument_group("file translation: POST /translate_file, GET /download_file (LibreTranslate)")
+    group.add_argument(
+        "--max-file-bytes",
+        type=positive_int,
+        default=10 << 20,
+        help="size of an uploaded file; a larger one is 413 (default: 10485760, 10 MiB); its text is limited by "
+        "--max-chars too",
+    )
+    group.add_argument(
+        "--files-dir",
+        metavar="DIR",
+        help="where translated files wait to be downloaded (a volume every replica shares, in a cluster) (default: "
+        "a private temporary directory, removed when the server stops)",
+    )
+    group.add_argument(
+        "--file-ttl",
+        type=positive_float,
+        default=1800.0,
+        help="seconds a translated file can be downloaded before it is deleted (default: 1800, as LibreTranslate)",
+    )
     group = parser.add_argument_group("translation cache (per worker)")
     group.add_argument(
         "--cache-size",

@@ -7,6 +7,16 @@ windows that start with the key's first request in the window: requests per minu
 day (the characters of the texts to translate, charged before translating). Over a limit is a 429 with Retry-After
 (the seconds left in the window). Keys are compared in constant time against every loaded key (serve.auth); the
 database names a key only by its SHA-256, and neither a key nor its hash is logged or used as a metric label.
+
+With `--redis URL` (SharedQuotaStore) the keys stay in that local database, read from each replica's own keys file,
+and the usage moves to Redis, counted with the `limits` library so that every replica of a cluster shares each
+key's limits exactly: requests per minute in a moving window (never more than N requests in any 60 s, one list of
+at most N timestamps per key), characters per day in a fixed window that starts with the key's first request of
+the day (one counter per key; a moving window would keep one entry per character). One code path decides
+admission (`admit`) whichever store counts. While Redis cannot be reached, `--redis-fail open` (the default)
+counts each key on this replica alone, as a single host does (a key gets at most its limits on each replica), and
+`--redis-fail closed` refuses counted requests with 429 and Retry-After; either way nothing waits longer than the
+Redis timeout (serve.redisconn).
 """
 
 from __future__ import annotations
@@ -29,12 +39,16 @@ from typing import Any
 from serve.auth import Keys, authenticate, key_matches, run
 from serve.keys import KeyLimits, KeysFileError, read_keys_file
 from serve.logs import LOGGER
+from serve.redisconn import DEFAULT_TIMEOUT, Breaker, client_options
 
 logger = logging.getLogger(LOGGER)
 
 DB_NAME = "quota.sqlite3"
 MINUTE, DAY = "minute", "day"
 WAIT_FOR_LOCK = 5.0  # seconds a process waits for another's write transaction
+FAIL_MODES = ("open", "closed")  # what --redis-fail does while Redis is unreachable
+UNREACHABLE_RETRY = 5  # Retry-After (s) of a request refused with --redis-fail closed while Redis is unreachable
+REDIS_PREFIX = "nmt-quota"  # the namespace of the quota keys in Redis
 
 
 class QuotaExceeded(Exception):
@@ -181,6 +195,98 @@ class QuotaStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+
+class SharedQuotaStore(QuotaStore):
+    """QuotaStore whose usage lives in Redis (`limits`' RedisStorage), shared by every replica pointing at `url`;
+    the keys stay in the local database. `fail` ("open" or "closed") decides while Redis is unreachable."""
+
+    def __init__(
+        self,
+        path: str,
+        windows: Windows = Windows(),
+        url: str = "",
+        fail: str = "open",
+        timeout: float = DEFAULT_TIMEOUT,
+    ):
+        if fail not in FAIL_MODES:
+            raise ValueError(f"fail must be one of {FAIL_MODES}, got {fail!r}")
+        super().__init__(path, windows)
+        self.url, self.fail, self.timeout = url, fail, timeout
+        self.breaker = Breaker("quota", url)
+        self._limiters: tuple[int, Any, Any] | None = None  # (pid, moving window, fixed window)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "url": self.url, "fail": self.fail, "timeout": self.timeout}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["windows"], state["url"], state["fail"], state["timeout"])
+
+    @classmethod
+    def create(  # type: ignore[override]
+        cls, keys: list[KeyLimits], windows: Windows = Windows(), url: str = "", fail: str = "open",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> SharedQuotaStore:  # fmt: skip
+        """The local keys database (QuotaStore.create) with its usage counted in Redis at `url`."""
+        local = QuotaStore.create(keys, windows)
+        return cls(local.path, windows, url, fail, timeout)
+
+    def limiters(self) -> tuple[Any, Any]:
+        """(moving window, fixed window) rate limiters on this process's Redis connection pool."""
+        if self._limiters is None or self._limiters[0] != os.getpid():
+            from limits.storage import RedisStorage
+            from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+
+            storage = RedisStorage(self.url, key_prefix=REDIS_PREFIX, **client_options(self.timeout))
+            self._limiters = (os.getpid(), MovingWindowRateLimiter(storage), FixedWindowRateLimiter(storage))
+        return self._limiters[1], self._limiters[2]
+
+    def charge(self, key: KeyLimits, window: str, amount: int, limit: int | None) -> None:
+        """QuotaStore.charge, counted in Redis: requests per minute in a moving window, characters per day in a
+        fixed window. While Redis is unreachable: this replica's own count (fail open) or 429 (fail closed)."""
+        if limit is None:
+            return
+        what = "requests per minute" if window == MINUTE else "characters per day"
+        if amount > limit:
+            raise QuotaExceeded(f"{amount} characters in one request, over this key's {limit} {what}", 0)
+        if self.breaker.usable():
+            try:
+                retry = self._charge_shared(key, window, amount, limit)
+            except Exception as e:  # redis-py's ConnectionError, TimeoutError, ResponseError; an OSError
+                self.breaker.failed(e)
+            else:
+                self.breaker.succeeded()
+                if retry:
+                    raise QuotaExceeded(f"over this key's limit of {limit} {what}; retry after {retry} s", retry)
+                return
+        if self.fail == "open":
+            return super().charge(key, window, amount, limit)
+        raise QuotaExceeded(
+            f"the quota store is unreachable, so requests with a limit are refused for now; retry after "
+            f"{UNREACHABLE_RETRY} s",
+            UNREACHABLE_RETRY,
+        )
+
+    def _charge_shared(self, key: KeyLimits, window: str, amount: int, limit: int) -> int:
+        """0 when `amount` was added to the key's usage in Redis, else the seconds until it may pass."""
+        from limits import RateLimitItemPerSecond
+
+        moving, fixed = self.limiters()
+        length = self.windows.minute if window == MINUTE else self.windows.day
+        item = RateLimitItemPerSecond(limit, max(1, round(length)))
+        ident = key_id(key.key)
+        if window == MINUTE:
+            if moving.hit(item, ident, window):  # atomic in Redis: adds nothing when over the limit
+                return 0
+            reset_at = moving.get_window_stats(item, ident, window).reset_time
+        else:
+            if fixed.hit(item, ident, window, cost=amount):
+                return 0
+            # limits' fixed window counts the refused amount too: give it back, so a smaller request that fits
+            # still passes (in the meantime the count errs on the side of refusing, never of granting)
+            fixed.storage.incr(item.key_for(ident, window), item.get_expiry(), amount=-amount)
+            reset_at = fixed.get_window_stats(item, ident, window).reset_time
+        return max(1, math.ceil(reset_at - time.time()))
 
 
 # ----- the request path --------------------------------------------------------------------------------------------

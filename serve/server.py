@@ -18,6 +18,7 @@ from nmt.config import Config
 from nmt.errors import NMTError
 from nmt.machine import machine_info
 from serve.auth import SingleKey
+from serve.file_routes import FORM_OVERHEAD, FileStore
 from serve.jsonbody import StrictJSONRoute
 from serve.litserve_glue import TranslationServer
 from serve.logs import LOGGER, configure_logging
@@ -201,7 +202,11 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
         suggestions = None if args.suggestions is None else SuggestionStore(args.suggestions)
     except OSError as e:
         raise NMTError(f"--suggestions {args.suggestions}: {e.strerror or e}") from None
-    service = Service(models, limits, keys=keys, suggestions=suggestions)
+    try:  # file translation (serve.file_routes): where translated files wait to be downloaded
+        files = FileStore(args.files_dir, args.file_ttl, args.max_file_bytes)
+    except OSError as e:
+        raise NMTError(f"--files-dir {args.files_dir}: {e.strerror or e}") from None
+    service = Service(models, limits, keys=keys, suggestions=suggestions, files=files)
     service.detector.load()
     api = TranslationAPI(
         {pair: model.run_dirs for pair, model in models.items()},
@@ -221,7 +226,10 @@ def build_server(args: argparse.Namespace) -> TranslationServer:
     # key (and the requests per minute of --keys), then the body size
     draining = multiprocessing.Value("b", 0, lock=False)  # set on SIGTERM, read by every HTTP process
     middlewares: list = [
-        (BodyLimitMiddleware, {"max_bytes": args.max_body_bytes}),
+        (
+            BodyLimitMiddleware,
+            {"max_bytes": args.max_body_bytes, "paths": {"/translate_file": args.max_file_bytes + FORM_OVERHEAD}},
+        ),
         (DrainMiddleware, {"draining": draining}),
     ]
     open_paths = OPEN_PATHS | ({"/metrics"} if args.metrics_open else set())

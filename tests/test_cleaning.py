@@ -234,6 +234,12 @@ def test_a_training_run_reports_each_filter_in_its_log_and_metadata(tmp_path, mo
     assert (
         "315 pairs, 303 kept; dropped: empty 3, max_chars 1, max_ratio 1, min_letters 2, same 1, duplicates 2, " in log
     )
-    data = load_run_data(tmp_path / "run", config)  # from the caches now
+
+    def cache_files():
+        return sorted(str(f) for root in ("hf", "cache") for f in (tmp_path / root).rglob("*") if f.is_file())
+
+    before = cache_files()
+    data = load_run_data(tmp_path / "run", config)  # from the caches now, adding no file to them
+    assert [f for f in cache_files() if f not in before and not f.endswith(".lock")] == []
     assert len(data.valid_src) == 21 and data.valid_src[0] == "  "  # validation is not cleaned
     assert len(data.train) == 303 and data.report == meta["data"]

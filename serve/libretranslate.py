@@ -35,7 +35,7 @@ class LTError(HTTPException):
     """An error answered as LibreTranslate does: `{"error": message}` with its status."""
 
 
-def _missing(name: str) -> LTError:
+def missing(name: str) -> LTError:
     return LTError(400, f"Invalid request: missing {name} parameter")
 
 
@@ -118,7 +118,7 @@ def _alternatives(service: Service, value: Any) -> int:
     return n
 
 
-def _code(service: Service, value: Any) -> str:
+def language_code(service: Service, value: Any) -> str:
     return served_code(value, service.languages) if isinstance(value, str) else shown(str(value))
 
 
@@ -134,16 +134,16 @@ def register_routes(app: FastAPI, service: Service) -> None:
         await check_key(service, params)
         q = params.get("q")
         if not q:
-            raise _missing("q")
+            raise missing("q")
         if isinstance(q, str) and not _is_json(request.headers.get("content-type", "")):
             q = "\n".join(q.splitlines())  # LibreTranslate: a form's line endings become \n (a trailing one goes)
         if not params.get("source"):
-            raise _missing("source")
+            raise missing("source")
         if not params.get("target"):
-            raise _missing("target")
+            raise missing("target")
         alternatives = _alternatives(service, params.get("alternatives", 0))
         texts = _texts(service, q)
-        source, target = _code(service, params["source"]), _code(service, params["target"])
+        source, target = language_code(service, params["source"]), language_code(service, params["target"])
         text_format = params.get("format") or "text"
         languages = service.languages
         if source != "auto" and source not in languages:
@@ -181,7 +181,7 @@ def register_routes(app: FastAPI, service: Service) -> None:
         await check_key(service, params)
         q = params.get("q")
         if not q:
-            raise _missing("q")
+            raise missing("q")
         texts = _texts(service, q)
         found = await run_in_threadpool(service.detector.detect, "\n".join(texts))
         return JSONResponse([d.to_dict() for d in found])
@@ -202,16 +202,20 @@ def register_routes(app: FastAPI, service: Service) -> None:
         await check_key(service, params)
         for name in ("q", "s", "source", "target"):
             if not params.get(name):
-                raise _missing(name)
+                raise missing(name)
         original, suggestion = _texts(service, params["q"]), _texts(service, params["s"])
         if len(original) != 1 or len(suggestion) != 1:
             raise LTError(400, "Invalid request: q and s must be one string each")
-        source, target = _code(service, params["source"]), _code(service, params["target"])
+        source, target = language_code(service, params["source"]), language_code(service, params["target"])
         for code in (source, target):
             if code not in service.languages:
                 raise LTError(400, f"{shown(code)} is not supported")
         await run_in_threadpool(service.suggestions.add, original[0], suggestion[0], source, target)
         return JSONResponse({"success": True})
+
+    from serve.file_routes import register_file_routes  # it imports this module
+
+    register_file_routes(app, service)
 
 
 async def _translate_grouped(
@@ -237,6 +241,8 @@ async def _translate_grouped(
 
 def frontend_settings_of(service: Service) -> dict[str, Any]:
     """GET /frontend/settings, with the fields LibreTranslate 1.9 gives (its front end and clients read them)."""
+    from serve.file_routes import supported_formats
+
     first = next(iter(service.models.values()))
     return {
         "charLimit": service.limits.max_chars,
@@ -244,8 +250,8 @@ def frontend_settings_of(service: Service) -> dict[str, Any]:
         "apiKeys": service.keys is not None,
         "keyRequired": service.keys is not None,
         "suggestions": service.suggestions is not None,
-        "filesTranslation": False,
-        "supportedFilesFormat": [],
+        "filesTranslation": service.files is not None,
+        "supportedFilesFormat": supported_formats() if service.files is not None else [],
         "language": {
             "source": {"code": "auto", "name": "Auto Detect"},
             "target": {"code": first.tgt_lang, "name": language_name(first.tgt_lang)},

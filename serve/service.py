@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -15,6 +15,9 @@ from serve.languages import LanguageDetector, language_name
 from serve.schema import Limits
 from serve.suggestions import SuggestionStore
 from serve.translation import Hypotheses, Options, TextResult, Work, assemble, plan
+
+if TYPE_CHECKING:
+    from serve.file_routes import FileStore
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Service:
     limits: Limits
     keys: Keys | None = None  # the server's key (--api-key) or keys file (--keys); None: no key needed
     suggestions: SuggestionStore | None = None  # POST /suggest's store (--suggestions DIR); None: off
+    files: FileStore | None = None  # /translate_file's translated files (serve.file_routes); None: off
     submit: Callable[[Work], Awaitable[Hypotheses]] | None = None  # set when the routes are registered
     detector: LanguageDetector = field(init=False)
 

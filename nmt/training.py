@@ -85,24 +85,19 @@ class TrainState:
     best_step: int = 0
     # Over the scheduled validations only (epoch ends or valid_every_steps), which the LR decay and early stopping
     # compare with: the extra validation where a budget stops a run mid-epoch must not change the schedule of a run
-    # resumed from it. None in checkpoints written before it existed: then best_bleu.
-    scheduled_best: float | None = None
+    # resumed from it.
+    scheduled_best: float = -1.0
     nonfinite_in_row: int = 0
     window_tokens: int = 0  # target tokens and summed NLL since the last train log line
     window_nll: float = 0.0
     elapsed: float = 0.0
     # What this machine measured at the start (training's "auto" precision, the fp32 decoder's step loop): a
     # resumed run keeps them, so that it continues exactly wherever a new measurement would come out otherwise.
-    # Checkpoints written before they were recorded: "" (measured again) and False (oneDNN, as then).
     precision: str = ""
     fp32_step_loop: bool = False
     finished: bool = False
     stop_reason: str = ""
     metrics: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.scheduled_best is None:
-            self.scheduled_best = self.best_bleu
 
     def restart(self) -> None:
         """Clear a budget stop: a run that ran out of budget may continue under a larger one."""
@@ -510,7 +505,8 @@ class Run:
 
     def validate(self, state: TrainState, batches_in_epoch: int, scheduled: bool = True) -> None:
         """Validation loss and BLEU (computed by the main process, sent to all), recorded in `state`; the best
-        weights are saved. `scheduled`: False for the extra validation where a budget stops a run."""
+        weights are saved; a scheduled validation may stop the run early. `scheduled`: False for the extra
+        validation where a budget stops a run."""
         cfg = self.config.train
         result = None
         if self.dist.is_main:
@@ -537,6 +533,8 @@ class Run:
             f"validation at step {state.step} (epoch {state.epoch}): loss {loss:.3f} "
             f"ppl {math.exp(min(loss, 50)):.2f} BLEU {score:.2f}{' (best)' if improved else ''}, {elapsed / 60:.1f} min"
         )
+        if scheduled:
+            state.check_early_stop(self.config)
 
     def learning_rate(self, state: TrainState, batches_in_epoch: int) -> float:
         """The learning rate of the next step (`batches_in_epoch`: of the current epoch, for its progress)."""
@@ -596,7 +594,6 @@ def fit(run: Run, state: TrainState) -> TrainState:
             state.epoch_done()
             if not cfg.valid_every_steps:
                 run.validate(state, len(batches))
-                state.check_early_stop(run.config)
             run.save(state)
             if not (state.stop_reason or out_of_budget(run.config, state)):
                 batches = run.epoch_batches(state.epoch)
@@ -622,7 +619,6 @@ def fit(run: Run, state: TrainState) -> TrainState:
             run.reporter.train_line(row)
         if cfg.valid_every_steps and state.step % cfg.valid_every_steps == 0:
             run.validate(state, len(batches))
-            state.check_early_stop(run.config)
             run.save(state)
         elif state.step % cfg.checkpoint_every_steps == 0:
             run.checkpoint(state)

@@ -43,6 +43,7 @@ from serve.html import MarkupError, parse_html, text_runs
 MAX_ENTRIES = 5000  # entries in an Office or EPUB zip
 MAX_UNPACKED = 64 << 20  # bytes of all entries of a zip, uncompressed, as its directory declares them
 MAX_RATIO = 100  # uncompressed / compressed size of a zip over 1 MiB (XML compresses about 10 to 30 times)
+MAX_MARKUP = 8 << 20  # bytes of XML (all parts of a zip) or HTML in a file: parsing more would take seconds
 ZIP_MAGIC = b"PK\x03\x04"
 XML_SUFFIXES = (".xml", ".rels", ".xhtml", ".htm", ".html", ".opf", ".ncx", ".svg", ".smil")
 XHTML_SUFFIXES = (".xhtml", ".htm", ".html")
@@ -120,9 +121,11 @@ def open_zip(data: bytes, kind: str) -> zipfile.ZipFile:
 def check_xml(archive: zipfile.ZipFile, allow_doctype: bool = False) -> None:
     """Every XML part parses with defusedxml: no entity declaration, no external reference, and no DTD at all
     unless `allow_doctype` (XHTML in an EPUB may name its DTD; it is never loaded)."""
-    for info in archive.infolist():
-        if not info.filename.lower().endswith(XML_SUFFIXES) or info.is_dir():
-            continue
+    parts = [i for i in archive.infolist() if i.filename.lower().endswith(XML_SUFFIXES) and not i.is_dir()]
+    markup = sum(info.file_size for info in parts)
+    if markup > MAX_MARKUP:
+        raise FileError(f"the archive holds {markup} bytes of XML, over the limit of {MAX_MARKUP}")
+    for info in parts:
         try:
             defusedxml.ElementTree.fromstring(
                 archive.read(info), forbid_dtd=not allow_doctype, forbid_entities=True, forbid_external=True
@@ -209,6 +212,8 @@ def txt_file(data: bytes) -> Extracted:
 
 def html_file(data: bytes) -> Extracted:
     """An HTML document (or fragment): one text through the HTML path."""
+    if len(data) > MAX_MARKUP:
+        raise FileError(f"the HTML file has {len(data)} bytes, over the limit of {MAX_MARKUP}")
     text, bom = _text(data, ".html")
     try:
         plain = parse_html(text).texts

@@ -5,6 +5,7 @@ sentence upper-cased instead of searched) and written back; the structure must s
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from datetime import timedelta
 
@@ -260,6 +261,14 @@ def zip_bomb(data: bytes, size: int) -> bytes:
     [
         ("a.docx", lambda: zip_bomb(make_docx(), files.MAX_UNPACKED + 1), "over the limit"),
         ("a.docx", lambda: zip_bomb(make_docx(), 4 << 20), "compression ratio"),
+        (
+            "a.docx",
+            lambda: _rezip(
+                make_docx(), {}, {"word/big.xml": b"<a>" + os.urandom(files.MAX_MARKUP // 2).hex().encode() + b"</a>"}
+            ),
+            "bytes of XML",
+        ),
+        ("a.html", lambda: b"<p>" + b" " * files.MAX_MARKUP + b"</p>", "over the limit"),
         ("a.docx", lambda: _rezip(make_docx(), {"word/document.xml": XXE}), "DTD or entity"),
         ("a.epub", lambda: make_epub(LAUGHS.decode()), "DTD or entity"),
         ("a.odt", lambda: _rezip(make_odt(), {"content.xml": XXE}), "DTD or entity"),

@@ -21,6 +21,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from multiprocessing.process import BaseProcess
 from queue import Empty
 from typing import Any
 
@@ -125,7 +126,7 @@ class TranslationServer(ls.LitServer):
             time.sleep(self.drain_delay)
         for sock in self._sockets:
             sock.close()
-        processes = [w for w in uvicorn_workers.values() if isinstance(w, multiprocessing.Process) and w.is_alive()]
+        processes = [w for w in uvicorn_workers.values() if isinstance(w, BaseProcess) and w.is_alive()]
         for process in processes:
             os.kill(process.pid, signal.SIGTERM)  # uvicorn: close the port, finish the requests in flight
         logger.info("draining: finishing the requests in flight (at most %g s)", self.drain_timeout)

@@ -12,6 +12,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from serve.file_routes import supported_formats
+from serve.files import MEDIA_TYPES
 from serve.libretranslate import FORMATS
 from serve.middleware import SENTENCE_COUNT_HEADER
 from serve.quota import QuotaStore
@@ -150,6 +152,26 @@ def _components(service: Service) -> dict[str, Any]:
             "type": "object",
             "properties": {"success": {"type": "boolean", "enum": [True]}},
             "required": ["success"],
+        },
+        "LTTranslateFileForm": {
+            "type": "object",
+            "properties": {
+                "file": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": f"the file, named with its extension: {', '.join(supported_formats())}",
+                },
+                "source": {"type": "string", "enum": ["auto", *languages], "description": "a code, or auto"},
+                "target": {"type": "string", "enum": languages},
+                "api_key": key,
+            },
+            "required": ["file", "source", "target"],
+            "additionalProperties": True,
+        },
+        "LTTranslateFileResponse": {
+            "type": "object",
+            "properties": {"translatedFileUrl": {"type": "string", "description": "where to GET the translated file"}},
+            "required": ["translatedFileUrl"],
         },
         "LTFrontendSettings": {
             "type": "object",
@@ -354,18 +376,48 @@ def _patch(schema: dict[str, Any], service: Service, open_paths: frozenset[str])
             ["q", "s", "source", "target", "api_key"],
         ),
     }
+    lt[("/translate_file", "post")] = (
+        {
+            "200": _answer("the translated file's address (GET it within --file-ttl seconds)",
+                           _ref("LTTranslateFileResponse")),
+            "400": _answer(bad + "; a file format not supported, a file that is not its format (or a hostile one: "
+                           "zip bomb, XML entities), an empty file, more characters than --max-chars", lt_error),
+            "403": _answer("file translation is off" + (", or a wrong api_key" if keyed else ""), lt_error),
+            "504": _answer(late, lt_error),
+        },
+        {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": _ref("LTTranslateFileForm")}},
+            "description": "a form with the file; the query string may carry the other parameters",
+        },
+        ["source", "target", "api_key"],
+    )  # fmt: skip
     for (path, method), (responses, body, query) in lt.items():
         operation = schema["paths"][path][method]
         responses["413"] = _answer(too_large, lt_error)
         if body is not None:
-            responses["400"] = _answer(bad, lt_error)
+            responses.setdefault("400", _answer(bad, lt_error))
             if keyed:
                 responses.setdefault("403", _answer("wrong api_key", lt_error))
             if quotas:
                 responses["429"] = {**over, "content": _json(lt_error)}
-            operation["requestBody"] = _lt_body(*body)
+            operation["requestBody"] = body if isinstance(body, dict) else _lt_body(*body)
             operation["parameters"] = _lt_query(query)
         operation["responses"] = responses
+    schema["paths"]["/translate_file"]["post"]["responses"]["413"] = _answer(
+        "a file over --max-file-bytes, or a request body over the size limit", lt_error
+    )
+    download = schema["paths"]["/download_file/{name}"]["get"]
+    download["responses"] = {
+        "200": {
+            "description": "the translated file, as an attachment named as the uploaded one",
+            "content": {media.split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+                        for media in dict.fromkeys(MEDIA_TYPES.values())},
+        },
+        "403": _answer("file translation is off", lt_error),
+        "404": _answer("no such translated file, or it has expired (--file-ttl)", lt_error),
+        "413": _answer(too_large, lt_error),
+    }  # fmt: skip
 
 
 def document_api(app: FastAPI, version: str, service: Service, open_paths: frozenset[str] = frozenset()) -> None:

@@ -37,7 +37,8 @@ OPTIONS = [
     "--max-beam-size", str(MAX_BEAM), "--max-body-bytes", str(MAX_BODY), "--log-text", "--log-level", "debug",
 ]  # fmt: skip
 FIELDS = ("text", "texts", "beam_size", "n_best", "max_length", "source", "target", "model")
-LT_PATHS = ("/translate", "/detect", "/languages")  # LibreTranslate's routes: errors are {"error": ...}
+LT_PATHS = ("/translate", "/detect", "/languages", "/frontend/settings", "/suggest", "/translate_file")
+LT_PREFIXES = ("/download_file/",)  # LibreTranslate's routes (with a name in the path): errors are {"error": ...}
 MAX_SENTENCE_CHARS = 400  # the default of --max-sentence-chars
 LEAKS = ("Traceback", "/work/", '.py"', "site-packages", 'File "')
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -112,7 +113,8 @@ def send(
         assert leak not in text, f"{leak!r} in the answer: {text[:500]}"
     if status >= 400 and method != "HEAD":
         assert answer_headers.get("content-type", "").startswith("application/json"), (status, answer_headers, data)
-        detail = json.loads(data)["error" if path.split("?")[0] in LT_PATHS else "detail"]
+        lt = path.split("?")[0] in LT_PATHS or path.startswith(LT_PREFIXES)
+        detail = json.loads(data)["error" if lt else "detail"]
         assert isinstance(detail, str) and 0 < len(detail) <= 400, detail
     return status, answer_headers, data
 
@@ -445,7 +447,10 @@ def test_fuzz_methods_and_paths(target):
          "/..%2f..%2fetc%2fpasswd", "//predict", "/shutdown", "/metrics", "/translate", "/detect", "/languages",
          "/translate?q=Hallo&source=de&target=en", "/languages?api_key=x", "/static/app.js", "/static/style.css",
          "/static/index.html", "/static/", "/static", "/static/nope.js", "/static/../serve/options.py",
-         "/static/..%2f..%2fserve%2foptions.py", "/static/%2e%2e/app.py", "/static//etc/passwd", "/static/app.js%00"]
+         "/static/..%2f..%2fserve%2foptions.py", "/static/%2e%2e/app.py", "/static//etc/passwd", "/static/app.js%00",
+         "/translate_file", "/translate_file?source=de&target=en", "/download_file/x.txt", "/download_file/",
+         "/download_file/..%2f..%2fserve%2foptions.py", "/download_file/00000000-0000-4000-8000-000000000000.a.txt",
+         "/download_file/%2e%2e", "/download_file/../../etc/passwd"]
     ) | st.text("abcxyz019-._~%/", max_size=12).map(lambda s: "/" + s)  # fmt: skip
     methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
     accepts = st.sampled_from([None, "text/html", "text/html,application/xhtml+xml,*/*;q=0.8", "application/json"])

@@ -49,7 +49,8 @@ def _hold_to_the_schema(url: str, headers: dict[str, str], extra_checks: list) -
 
 
 ROUTES = ["GET /", "GET /health", "GET /info", "POST /predict", "POST /translate", "POST /detect", "GET /languages",
-          "GET /metrics"]  # fmt: skip
+          "GET /metrics", "GET /frontend/settings", "POST /suggest", "POST /translate_file",
+          "GET /download_file/{name}"]  # fmt: skip
 
 
 def test_schema_holds_without_a_key(lt_server):
@@ -78,6 +79,10 @@ def test_documented_answers(lt_server, lt_keyed_server, keyed):
         assert "application/json" in paths[path]["get"]["responses"]["200"]["content"]
         assert server.get(path).headers["content-type"] == "application/json"
     assert ("403" in paths["/translate"]["post"]["responses"]) == keyed
+    files = paths["/translate_file"]["post"]
+    assert {"200", "400", "403", "413"} <= set(files["responses"])
+    assert list(files["requestBody"]["content"]) == ["multipart/form-data"]
+    assert {"200", "404"} <= set(paths["/download_file/{name}"]["get"]["responses"])
 
 
 def test_schema_holds_with_a_keys_file(tiny_run, tiny_run_en_de, tmp_path):

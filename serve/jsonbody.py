@@ -15,6 +15,7 @@ from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
 
 SHOWN_KEY_CHARS = 40  # of a duplicated key, in the error message
+NOT_AN_OBJECT = "the request body must be a JSON object (Content-Type: application/json)"  # a 422
 
 
 class MalformedJSON(ValueError):
@@ -61,10 +62,14 @@ def parse_json(body: bytes) -> Any:
 
 
 class StrictJSONRequest(Request):
-    """A Starlette request whose `json()` is `parse_json`; a malformed body is a 400 with the reason."""
+    """A Starlette request whose `json()` is `parse_json`; a malformed body is a 400 with the reason. A body without
+    a Content-Type is never read as JSON (a 422, as for any other type): FastAPI reads it only where its
+    `strict_content_type` is off, which is its default in some versions and not in others."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
+            if not self.headers.get("content-type"):
+                raise HTTPException(422, NOT_AN_OBJECT)
             try:
                 self._json = parse_json(await self.body())
             except MalformedJSON as e:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.auth import KEY_MESSAGE, KEY_REQUIRED, KEY_UNKNOWN, Keys, MissingKey, UnknownKey
-from serve.jsonbody import shown
+from serve.jsonbody import NOT_AN_OBJECT, shown
 from serve.logs import LOGGER
 from serve.quota import QuotaExceeded, admit
 
@@ -196,7 +196,7 @@ def _describe(error: dict) -> str:
         return f"unknown field '{field}'"
     if not field:  # the body as a whole
         if error.get("type") in ("missing", "model_attributes_type", "dict_type", "model_type"):
-            return "the request body must be a JSON object (Content-Type: application/json)"
+            return NOT_AN_OBJECT
         return message
     return f"{field}: {message}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html.parser
+import re
 
 import pytest
 
@@ -116,7 +117,8 @@ def test_html_translates_text_only_and_keeps_the_markup():
     assert shape(out) == shape(FRAGMENT)  # tags, attributes (untranslated), nesting and comments intact
     assert "<b>HUND</b>" in out and "EIN <b>HUND</b> LÄUFT &amp; SPRINGT." in out  # inline markup kept in place
     assert "<code>ls -l</code>" in out and "var s = '<b>Ein Hund</b>';" in out and "color: red" in out
-    assert "<!-- Ein Kommentar -->" in out and "A&nbsp;B" in out and 'href="/x?a=1&amp;b=2"' in out
+    assert "<!-- Ein Kommentar -->" in out and "A&nbsp;B" in out
+    assert re.search(r"""href=(["'])/x\?a=1&amp;b=2\1""", out)  # escaped; the quotes are BeautifulSoup's choice
 
 
 def test_translated_text_cannot_become_markup():
@@ -126,7 +128,8 @@ def test_translated_text_cannot_become_markup():
 
 
 def test_html_without_text_and_broken_html():
-    assert translate_html("<br><img src='a.png'>", str.upper) == ('<br><img src="a.png">', [])
+    out, sentences = translate_html("<br><img src='a.png'>", str.upper)
+    assert sentences == [] and shape(out) == shape("<br><img src='a.png'>") and "/>" not in out  # HTML, not XHTML
     out, sentences = translate_html("<p>Ein <b>Hund", str.upper)  # unclosed tags are closed: well-formed
     assert out == "<p>EIN <b>HUND</b></p>" and sentences == ["Ein Hund"]
     assert parse_html("<p>x</p>").texts == ["x"]

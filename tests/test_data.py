@@ -193,13 +193,14 @@ def test_hub_path_reads_a_translation_column_by_configuration_and_split(tmp_path
     assert pairs_of(load_split(reverse, "train"))[0] == ("a dog runs", "ein Hund läuft")
     french = DataConfig(hub_id=str(repo), hub_config="fr-en", src_lang="fr")
     assert pairs_of(load_split(french, "train")) == [("un chien", "a dog")]
-    with pytest.raises(NMTError, match=r"configuration 'xx-en' .*Available: \['de-en', 'fr-en'\]"):
+    # the words after "split '...': " are the datasets library's (they change between its versions): not held here
+    with pytest.raises(NMTError, match=r"cannot load '.*' from the hub configuration 'xx-en' split 'train': "):
         load_split(DataConfig(hub_id=str(repo), hub_config="xx-en"), "train")
-    with pytest.raises(NMTError, match=r"Config name is missing.*data\.hub_config"):
+    with pytest.raises(NMTError, match=r"cannot load '.*' from the hub split 'train': .*\(set data\.hub_config\)"):
         load_split(DataConfig(hub_id=str(repo)), "train")
     with pytest.raises(NMTError, match=r"translation column has no 'de' \(languages: en, fr\)"):
         load_split(DataConfig(hub_id=str(repo), hub_config="fr-en"), "train")
-    with pytest.raises(NMTError, match=r"split 'nope'.*Unknown split"):
+    with pytest.raises(NMTError, match=r"cannot load '.*' from the hub configuration 'de-en' split 'nope': "):
         load_split(config, "nope")
 
 

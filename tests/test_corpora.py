@@ -138,7 +138,7 @@ def test_corpus_config_errors_name_the_key_and_file(corpora):
         config_from_dict({"data": {"corpora": [{"path": "a"}, {"path": "b", "wieght": 2}]}}, "my.yaml")
     with pytest.raises(NMTError, match=r"my\.yaml: .*'data\.corpora\.0'.*exactly one of 'path' and 'hub_id'"):
         config_from_dict({"data": {"corpora": [{"path": "a", "hub_id": "wmt16"}]}}, "my.yaml")
-    with pytest.raises(NMTError, match=r"'data\.corpora\.0\.weight'.*greater than 0"):
+    with pytest.raises(NMTError, match=r"my\.yaml: invalid value for 'data\.corpora\.0\.weight'"):
         config_from_dict({"data": {"corpora": [{"path": "a", "weight": 0}]}}, "my.yaml")
     with pytest.raises(NMTError, match="max_examples"):
         config_from_dict({"data": {"corpora": [{"path": "a"}], "max_train_examples": 5}}, "my.yaml")

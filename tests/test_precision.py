@@ -42,7 +42,8 @@ def test_cli_dtype_choices(command, capsys):
     assert args.dtype == "int8+bf16"
     with pytest.raises(SystemExit):
         build_parser().parse_args([command, "--model", "m", "--dtype", "fp16", *extra])
-    assert "invalid choice: 'fp16'" in capsys.readouterr().err
+    error = capsys.readouterr().err  # argparse's message (its words change between Python versions)
+    assert "--dtype" in error and "fp16" in error
 
 
 def test_auto_is_fp32_where_bf16_is_not_native(monkeypatch):

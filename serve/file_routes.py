@@ -80,7 +80,7 @@ class FileStore:
     def save(self, filename: str, data: bytes) -> str:
         """Store a translated file under a new name, `<uuid4>.<safe filename>`, and return that name."""
         self.sweep()
-        name = f"{uuid.uuid4()}.{secure_filename(filename)}"[:237]
+        name = f"{uuid.uuid4()}.{secure_filename(filename)}"
         temporary = self.directory / f".{name}.part"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -151,7 +151,9 @@ def register_file_routes(app: FastAPI, service: Service) -> None:
         size = upload.size if upload.size is not None else 0
         if size > store.max_bytes:
             raise LTError(413, f"Invalid request: file ({size} bytes) exceeds the size limit ({store.max_bytes} bytes)")
-        data = await upload.read()
+        data = await upload.read(store.max_bytes + 1)
+        if len(data) > store.max_bytes:
+            raise LTError(413, f"Invalid request: file exceeds the size limit ({store.max_bytes} bytes)")
         if not data:
             raise LTError(400, "Invalid request: empty file")
         try:
@@ -173,8 +175,8 @@ def register_file_routes(app: FastAPI, service: Service) -> None:
         results = await service.translate_route(found.texts, route, Options(beam), found.html)
         try:
             translated = await run_in_threadpool(found.rebuild, [r.text for r in results])
-        except FileError as e:
-            raise LTError(400, f"Invalid request: {e}") from None
+        except (FileError, ValueError) as e:  # a library refusing what it read itself: the file's fault
+            raise LTError(400, f"Invalid request: cannot write the translated file ({e})") from None
         name = await run_in_threadpool(store.save, filename, translated)
         return JSONResponse({"translatedFileUrl": f"{str(request.base_url).rstrip('/')}/download_file/{name}"})
 

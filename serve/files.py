@@ -52,6 +52,7 @@ ODF_TYPES = {
     ".odp": "application/vnd.oasis.opendocument.presentation",
 }
 EPUB_TYPE = "application/epub+zip"
+MAX_NAME = 200  # characters of a safe file name
 
 
 class FileError(ValueError):
@@ -168,6 +169,9 @@ def pieces(translated: str, count: int) -> list[str]:
     return [span.get_text() for span in spans]
 
 
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # characters XML 1.0 cannot hold
+
+
 def _paragraphs(
     runs: list[list[Any]], get: Callable[[Any], str], put: Callable[[Any, str], None], save: Callable[[], bytes]
 ) -> Extracted:
@@ -177,7 +181,7 @@ def _paragraphs(
     def rebuild(translations: list[str]) -> bytes:
         for run, translated in zip(runs, translations, strict=True):
             for node, text in zip(run, pieces(translated, len(run)), strict=True):
-                put(node, text)
+                put(node, NOT_XML.sub("", text))
         return save()
 
     plain = ["".join(get(node) for node in run) for run in runs]
@@ -429,5 +433,8 @@ def secure_filename(filename: str) -> str:
     letters, digits, `_`, `.` and `-`, no directory part, no leading dot."""
     name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
     name = "_".join(name.replace("/", " ").replace("\\", " ").split())
-    name = re.sub(r"[^A-Za-z0-9_.-]", "", name).strip("._")
-    return name or "file" + extension(filename)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "", name).strip("._") or "file" + extension(filename)
+    if len(name) > MAX_NAME:  # shortened before its extension
+        suffix = extension(name)[:20]
+        name = name[: MAX_NAME - len(suffix)] + suffix
+    return name

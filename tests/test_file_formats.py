@@ -311,4 +311,14 @@ def test_secure_filename():
     assert files.secure_filename("Übersicht 2024.docx") == "Ubersicht_2024.docx"
     assert files.secure_filename("..docx") == "docx"
     assert files.secure_filename("日本.txt") == "txt"
+    long = files.secure_filename("a" * 300 + ".docx")
+    assert len(long) == files.MAX_NAME and long.endswith("a.docx")
     assert files.extension("a/b.DOCX") == ".docx" and files.extension(".bashrc") == ""
+
+
+def test_characters_xml_cannot_hold_are_dropped_from_translations():
+    import docx
+
+    found = extract("a.docx", make_docx())
+    out = docx.Document(io.BytesIO(found.rebuild([t.replace("</span>", "\x0b\x01</span>") for t in found.texts])))
+    assert out.paragraphs[0].text == "Ein Titel"

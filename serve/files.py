@@ -390,16 +390,16 @@ def epub_file(data: bytes) -> Extracted:
     return _paragraphs(runs, str, put, save)
 
 
-FORMATS: dict[str, Callable[[bytes], Extracted]] = {
+FORMATS: dict[str, Callable[[bytes], Extracted]] = {  # LibreTranslate 1.9's order (its .pdf left out), then .htm
     ".txt": txt_file,
-    ".html": html_file,
-    ".htm": html_file,
-    ".docx": docx_file,
     ".odt": odt_file,
     ".odp": odp_file,
+    ".docx": docx_file,
     ".pptx": pptx_file,
     ".epub": epub_file,
+    ".html": html_file,
     ".srt": srt_file,
+    ".htm": html_file,
 }
 MEDIA_TYPES = {
     ".txt": "text/plain; charset=utf-8",

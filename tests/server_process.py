@@ -66,8 +66,16 @@ def raw_bytes(port: int, request: bytes, timeout: float = 60) -> tuple[int, byte
 class ServerProcess:
     """A running `python -m nmt serve`: its own session (process group), stderr and stdout in `log_path`."""
 
-    def __init__(self, model: Path | list[Path], log_path: Path, *options: str, api_key: str | None = None, **env: str):
-        self.port = free_port()
+    def __init__(
+        self,
+        model: Path | list[Path],
+        log_path: Path,
+        *options: str,
+        api_key: str | None = None,
+        port: int | None = None,
+        **env: str,
+    ):
+        self.port = port or free_port()  # a given port: a replica restarted where its balancer expects it
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.headers = {"X-API-Key": api_key} if api_key else {}

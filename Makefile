@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 LOCK := requirements/dev.txt
 NMT_DATA_DIR ?= $(abspath ../shared/data/multi30k)
 export NMT_DATA_DIR
+# package names as PyPI compares them (lower case, "-" for "_" and "."), sorted: to compare a freeze with the lock
+NORMALIZE := sed -E -e ':a' -e 's/^([^=]*)[._]/\1-/' -e 'ta' | tr 'A-Z' 'a-z' | sort
 # pip-compile's options for both lock files (hashes; setuptools and pip included; no machine's index in the file)
 COMPILE := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
@@ -39,16 +41,16 @@ test: setup
 test-unit: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The suite against the newest releases of every dependency (torch stays 2.13.0), in its own .venv-latest: drift
+# The suite against the newest releases of every dependency (torch stays 2.13.0: requirements/pins.in), in its own
+# .venv-latest: drift
 # seen on purpose. The versions it took are in .venv-latest/versions.txt, their difference from the lock printed.
 test-latest:
 	rm -rf .venv-latest
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/pip install --quiet --upgrade pip
-	.venv-latest/bin/pip install --quiet torch==2.13.0
-	.venv-latest/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
-	.venv-latest/bin/pip freeze --exclude-editable | tr 'A-Z_' 'a-z-' | sort > .venv-latest/versions.txt
-	-grep -o '^[a-zA-Z0-9_.-]*==[^ ]*' $(LOCK) | tr 'A-Z_' 'a-z-' | sort | diff - .venv-latest/versions.txt
+	.venv-latest/bin/pip install --quiet --upgrade --upgrade-strategy eager -c requirements/pins.in -e '.[dev]'
+	.venv-latest/bin/pip freeze --all --exclude-editable | $(NORMALIZE) > .venv-latest/versions.txt
+	-grep -o '^[a-zA-Z0-9_.-]*==[^ ]*' $(LOCK) | $(NORMALIZE) | diff - .venv-latest/versions.txt
 	bash .ci/system-packages
 	.venv-latest/bin/ruff check .
 	NMT_TEST_LATEST=1 .venv-latest/bin/python -m pytest -q

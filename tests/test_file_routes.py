@@ -232,6 +232,8 @@ def test_missing_parameters(server):
 
 
 def test_a_files_characters_count_against_the_keys_day(server):
+    larger = upload(server, "a.txt", ("Ein Kind lacht. " * (DAILY // 15 + 2)).encode(), key=LIMITED)
+    assert larger.status_code == 413 and "error" in larger.json(), larger.text  # more than a whole day
     text = "Ein Mann fährt Fahrrad. Zwei Hunde spielen im Schnee."  # about 50 characters a time
     for _ in range(DAILY // len(text)):
         assert upload(server, "a.txt", text.encode(), key=LIMITED).status_code == 200

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import requests
 from conftest import REPO, run_nmt
 from server_process import ServerProcess
 
@@ -139,6 +140,26 @@ def test_page_fits_a_phone_screen(browser, open_server, expected):
         assert result.location["y"] > text.location["y"]  # stacked, not side by side
     finally:
         browser.set_window_size(1100, 760)
+
+
+def test_page_translates_a_file(browser, open_server, expected, tmp_path):
+    """The file box (shown because /frontend/settings offers files): a .txt goes to /translate_file, the link
+    downloads its translation; a file that is not its format is a readable error."""
+    browser.get(open_server.url + "/")
+    _ready(browser)
+    wait(browser, ec.visibility_of_element_located((By.ID, "files-box")))
+    assert ".docx" in browser.find_element(By.ID, "file").get_attribute("accept")
+    (tmp_path / "note.txt").write_text(SENTENCE, encoding="utf-8")
+    browser.find_element(By.ID, "file").send_keys(str(tmp_path / "note.txt"))
+    browser.find_element(By.ID, "translate-file").click()
+    wait(browser, ec.visibility_of_element_located((By.ID, "file-link")))
+    link = browser.find_element(By.ID, "file-link")
+    assert link.get_attribute("download") == "note.txt"
+    assert requests.get(link.get_attribute("href"), timeout=10).text == expected
+    (tmp_path / "fake.docx").write_text(SENTENCE, encoding="utf-8")
+    browser.find_element(By.ID, "file").send_keys(str(tmp_path / "fake.docx"))
+    browser.find_element(By.ID, "translate-file").click()
+    assert "not a .docx file" in _error(browser)
 
 
 def test_page_shows_errors_as_sentences(browser, tiny_run, tmp_path):

@@ -1,5 +1,6 @@
 // The web page of `nmt serve`: talks to the server's own API, nothing loaded from anywhere else.
-// It uses the LibreTranslate-compatible routes: /health (is a key needed?), /languages and /translate.
+// It uses the LibreTranslate-compatible routes: /health (is a key needed?), /languages, /translate, and for files
+// /frontend/settings (which formats), /translate_file and /download_file.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -53,7 +54,7 @@ function errorMessage(response, data) {
     case 403:
       return "This server needs a valid API key.";
     case 413:
-      return "The text is too long for this server. Send a shorter text or split it.";
+      return "The text (or file) is too long for this server. Send a shorter one or split it.";
     case 429: {
       const wait = response.headers.get("Retry-After");
       return "Too many requests for this API key" + (wait ? ": try again in " + wait + " s." : ". Try again later.");
@@ -131,6 +132,7 @@ async function loadLanguages() {
     return showError("Cannot reach the server. Is nmt serve still running?");
   }
   $("key-box").hidden = !state.key;
+  loadFileFormats();
   const pairs = state.languages.flatMap((l) => l.targets.filter((t) => t !== l.code).map((t) => l.code + "→" + t));
   $("server-line").textContent = "pairs served: " + pairs.join(", ");
   fillSources();
@@ -188,6 +190,61 @@ async function translate() {
   }
 }
 
+// File translation, when the server offers it (GET /frontend/settings: filesTranslation, supportedFilesFormat).
+async function loadFileFormats() {
+  try {
+    const { response, data } = await call("GET", "/frontend/settings");
+    const formats = response.ok && data && data.filesTranslation ? data.supportedFilesFormat || [] : [];
+    $("file").accept = formats.join(",");
+    $("file-formats").textContent = formats.length ? "Formats: " + formats.join(" ") : "";
+    $("files-box").hidden = formats.length === 0;
+  } catch (e) {
+    $("files-box").hidden = true;
+  }
+}
+
+async function translateFile() {
+  const file = $("file").files[0];
+  if (state.busy) return;
+  if (!file) return showError("Choose a file to translate first.");
+  if (!$("target").value) return showError("This server has no language pair to translate with.");
+  state.busy = true;
+  $("translate-file").disabled = true;
+  $("translate-file").textContent = "Translating…";
+  $("file-link").hidden = true;
+  showError("");
+  try {
+    const form = new FormData();
+    form.append("file", file);
+    form.append("source", $("source").value);
+    form.append("target", $("target").value);
+    if (state.key) form.append("api_key", state.key);
+    const response = await fetch("/translate_file", { method: "POST", body: form });
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (e) {
+      data = null;
+    }
+    if (!response.ok) {
+      const message = errorMessage(response, data);
+      if (response.status === 403 || (response.status === 400 && /API key/.test(message))) return needKey(Boolean(state.key));
+      return showError(message);
+    }
+    const link = $("file-link");
+    link.href = data.translatedFileUrl;
+    link.download = file.name;
+    link.textContent = "Download " + file.name + " (" + nameOf($("target").value) + ")";
+    link.hidden = false;
+  } catch (e) {
+    showError("Cannot reach the server. Is nmt serve still running?");
+  } finally {
+    state.busy = false;
+    $("translate-file").disabled = false;
+    $("translate-file").textContent = "Translate file";
+  }
+}
+
 async function copyResult() {
   const text = $("result").textContent;
   try {
@@ -229,6 +286,7 @@ function countCharacters() {
 document.addEventListener("DOMContentLoaded", () => {
   $("translate").addEventListener("click", translate);
   $("copy").addEventListener("click", copyResult);
+  $("translate-file").addEventListener("click", translateFile);
   $("swap").addEventListener("click", swap);
   $("source").addEventListener("change", fillTargets);
   $("target").addEventListener("change", updateSwap);

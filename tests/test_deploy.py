@@ -99,6 +99,7 @@ def test_kubernetes_deployment_probes_resources_secret_and_models():
     assert volumes["keys"]["secret"]["secretName"] == "nmt-keys" and ("Secret", "nmt-keys") in docs
     assert options.keys.startswith(mounts["keys"] + "/")
     assert volumes["models"]["persistentVolumeClaim"]["claimName"] == "nmt-models" and mounts["models"] == "/model"
+    assert options.files_dir == mounts["files"] and ("PersistentVolumeClaim", "nmt-files") in docs  # any replica
     assert ("Service", "nmt-serve") in docs and ("Service", "nmt-redis") in docs
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import REPO, run_nmt
-from server_process import ServerProcess, free_port, group_alive, raw_bytes
+from server_process import ServerProcess, free_port, group_alive, raw_bytes, raw_request
 
 pytestmark = pytest.mark.slow  # every test starts `nmt serve` on the tiny model trained by the session
 
@@ -83,11 +83,15 @@ def keyed_server(tiny_run, tmp_path_factory):
 
 
 def _assert_clean_error(response: requests.Response, status: int, fragment: str) -> None:
-    assert response.status_code == status, response.text
-    detail = response.json()["detail"]
+    _assert_clean_answer(response.status_code, response.text, status, fragment)
+
+
+def _assert_clean_answer(got: int, text: str, status: int, fragment: str) -> None:
+    assert got == status, text
+    detail = json.loads(text)["detail"]
     assert isinstance(detail, str) and fragment in detail, detail
     for leak in ("Traceback", str(REPO), "site-packages", ".py"):
-        assert leak not in response.text
+        assert leak not in text
 
 
 def _batches(server: ServerProcess) -> list[tuple[int, int, int]]:
@@ -141,29 +145,31 @@ def test_max_length_shortens_output(server, sentences):
 
 # ----- bad input -------------------------------------------------------------------------------------------------
 
+# A type or range error reads "field: <pydantic's message>": the server promises the field's name (and the 422), not
+# pydantic's wording, which is its own and changes between its versions; the other messages are the server's.
 BAD_JSON = [
-    ({"text": 5}, "text: Input should be a valid string"),
-    ({"texts": "Ein Hund."}, "texts: Input should be a valid list"),
-    ({"texts": ["Ein Hund.", 3]}, "texts.1: Input should be a valid string"),
-    ({"text": "Ein Hund.", "beam_size": "3"}, "beam_size: Input should be a valid integer"),
-    ({"text": "Ein Hund.", "beam_size": 2.0}, "beam_size: Input should be a valid integer"),
+    ({"text": 5}, "text: "),
+    ({"texts": "Ein Hund."}, "texts: "),
+    ({"texts": ["Ein Hund.", 3]}, "texts.1: "),
+    ({"text": "Ein Hund.", "beam_size": "3"}, "beam_size: "),
+    ({"text": "Ein Hund.", "beam_size": 2.0}, "beam_size: "),
     ({}, "exactly one of 'text'"),
     ({"beam_size": 2}, "exactly one of 'text'"),
     ({"text": "Ein Hund.", "texts": ["Ein Hund."]}, "exactly one of 'text'"),
     ({"text": ""}, "text: empty or only whitespace"),
     ({"text": " \t\n "}, "text: empty or only whitespace"),
     ({"texts": ["Ein Hund.", "   "]}, "texts: item 1: empty or only whitespace"),
-    ({"texts": []}, "texts: List should have at least 1 item"),
+    ({"texts": []}, "texts: "),
     ({"text": "a" * (MAX_CHARS + 1)}, f"{MAX_CHARS + 1} characters, over the limit of {MAX_CHARS}"),
     ({"texts": ["Ein Hund."] * (MAX_TEXTS + 1)}, f"{MAX_TEXTS + 1} texts, over the limit of {MAX_TEXTS}"),
-    ({"text": "Ein Hund.", "beam_size": 0}, "beam_size: Input should be greater than or equal to 1"),
+    ({"text": "Ein Hund.", "beam_size": 0}, "beam_size: "),
     ({"text": "Ein Hund.", "beam_size": MAX_BEAM + 1}, f"over this server's maximum of {MAX_BEAM}"),
-    ({"text": "Ein Hund.", "n_best": 0}, "n_best: Input should be greater than or equal to 1"),
+    ({"text": "Ein Hund.", "n_best": 0}, "n_best: "),
     ({"text": "Ein Hund.", "beam_size": 2, "n_best": 3}, "n_best 3 is larger than the beam size 2"),
     ({"text": "Ein Hund.", "beam_size": 1, "n_best": 2}, "n_best 2 is larger than the beam size 1"),
     ({"text": "Ein Hund.", "n_best": 4}, "n_best 4 is larger than the beam size 3"),
-    ({"text": "Ein Hund.", "max_length": 0}, "max_length: Input should be greater than or equal to 1"),
-    ({"text": "Ein Hund.", "max_length": 10**30}, "max_length: Input should be less than or equal to"),
+    ({"text": "Ein Hund.", "max_length": 0}, "max_length: "),
+    ({"text": "Ein Hund.", "max_length": 10**30}, "max_length: "),
     ({"text": "Ein Hund.", "beam": 3}, "unknown field 'beam'"),
     ([{"text": "Ein Hund."}], "must be a JSON object"),
     ("Ein Hund.", "must be a JSON object"),
@@ -188,14 +194,17 @@ def test_invalid_request_is_422(server, body, fragment):
     ids=["malformed-json", "lone-surrogate", "no-content-type", "empty-body", "too-large", "too-large-chunked"],
 )
 def test_raw_bad_body(server, data, headers, status, fragment):
-    response = requests.post(f"{server.url}/predict", data=data, headers=headers, timeout=30)
-    _assert_clean_error(response, status, fragment)
+    """The bytes and headers as given (http.client: no client library adds a Content-Type); an iterable body is
+    sent chunked."""
+    got, _, answer = raw_request(server.port, "POST", "/predict", data, headers, timeout=30)
+    _assert_clean_answer(got, answer.decode("utf-8"), status, fragment)
 
 
 def test_wrong_method_and_path(server):
     assert requests.get(f"{server.url}/predict", timeout=10).status_code == 405
     assert requests.post(f"{server.url}/translation", json={"text": "a"}, timeout=10).status_code == 404
-    assert requests.get(f"{server.url}/translate", timeout=10).json() == {"error": "Method Not Allowed"}
+    wrong = requests.get(f"{server.url}/translate", timeout=10)  # LibreTranslate's error body (the words: Starlette's)
+    assert wrong.status_code == 405 and list(wrong.json()) == ["error"] and isinstance(wrong.json()["error"], str)
 
 
 # ----- health, info, schema --------------------------------------------------------------------------------------

@@ -455,7 +455,8 @@ def test_libretranslate_pair_not_served(server, cli, sentences):
     response = requests.post(url, json={"q": "A dog runs.", "source": "en", "target": "de"}, timeout=60)
     assert response.status_code == 400
     assert response.json() == {
-        "error": "German (de) is not available as a target language from English (en); this server translates de-en"
+        "error": "German (de) is not available as a target language from English (en): no model for it, nor through "
+        "English; this server translates de-en"
     }
     body = {"q": sentences[0], "source": "de", "target": "en"}
     assert requests.post(url, json=body, timeout=60).json() == {"translatedText": cli["beam3"][0]}

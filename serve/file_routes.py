@@ -35,6 +35,7 @@ from serve.files import FORMATS, MEDIA_TYPES, Extracted, FileError, extension, e
 from serve.jsonbody import shown
 from serve.languages import Detection
 from serve.libretranslate import LTError, check_key, language_code, missing, read_params
+from serve.middleware import SENTENCE_COUNT_HEADER
 from serve.service import PairError, Service
 from serve.translation import Options
 
@@ -178,7 +179,9 @@ def register_file_routes(app: FastAPI, service: Service) -> None:
         except (FileError, ValueError) as e:  # a library refusing what it read itself: the file's fault
             raise LTError(400, f"Invalid request: cannot write the translated file ({e})") from None
         name = await run_in_threadpool(store.save, filename, translated)
-        return JSONResponse({"translatedFileUrl": f"{str(request.base_url).rstrip('/')}/download_file/{name}"})
+        url = f"{str(request.base_url).rstrip('/')}/download_file/{name}"
+        sentences = sum(r.sentences for r in results)  # for the access log, as on /translate
+        return JSONResponse({"translatedFileUrl": url}, headers={SENTENCE_COUNT_HEADER: str(sentences)})
 
     @app.get("/download_file/{name}", summary="Download a translated file (LibreTranslate API)", response_model=None)
     async def download_file(name: str) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import zipfile
 from datetime import timedelta
 
@@ -322,3 +323,31 @@ def test_characters_xml_cannot_hold_are_dropped_from_translations():
     found = extract("a.docx", make_docx())
     out = docx.Document(io.BytesIO(found.rebuild([t.replace("</span>", "\x0b\x01</span>") for t in found.texts])))
     assert out.paragraphs[0].text == "Ein Titel"
+
+
+def test_the_store_keeps_files_for_their_time_to_live(tmp_path):
+    from serve.file_routes import FileStore
+
+    store = FileStore(str(tmp_path / "out"), ttl=60)
+    name = store.save("../../Bericht über.docx", b"data")
+    assert name.endswith(".Bericht_uber.docx") and store.read(name) == b"data"
+    assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o600
+    for bad in ("../out/" + name, name + "/", "x" + name, name.split(".", 1)[1], ".", ".."):
+        assert store.read(bad) is None
+    assert store.sweep(now=time.time() + 30) == 0 and store.read(name) == b"data"
+    assert store.sweep(now=time.time() + 61) == 1 and store.read(name) is None
+    os.utime(tmp_path / "out" / store.save("a.txt", b"x"), (0, 0))  # written long ago
+    assert os.listdir(tmp_path / "out") != [] and store.read("unknown") is None
+    assert os.listdir(tmp_path / "out") == []  # every read sweeps
+
+
+def test_the_default_store_is_private_and_removed_at_exit():
+    from serve.file_routes import FileStore
+
+    store = FileStore(ttl=60)
+    assert store.directory.stat().st_mode & 0o777 == 0o700
+    store.save("a.txt", b"x")
+    store._remove(os.getpid() + 1)  # what a forked HTTP process would do: nothing
+    assert store.directory.is_dir()
+    store._remove(os.getpid())
+    assert not store.directory.exists()

@@ -98,6 +98,31 @@ def make_odt() -> bytes:
     return out.getvalue()
 
 
+def make_odp() -> bytes:
+    from odf.draw import Frame, Page, TextBox
+    from odf.opendocument import OpenDocumentPresentation
+    from odf.style import MasterPage, PageLayout, PageLayoutProperties
+    from odf.text import P
+
+    document = OpenDocumentPresentation()
+    layout = PageLayout(name="PL")
+    layout.addElement(PageLayoutProperties(pagewidth="28cm", pageheight="21cm", printorientation="landscape"))
+    document.automaticstyles.addElement(layout)
+    master = MasterPage(name="M", pagelayoutname=layout)
+    document.masterstyles.addElement(master)
+    for text in PARAGRAPHS:
+        page = Page(masterpagename=master)
+        document.presentation.addElement(page)
+        frame = Frame(width="20cm", height="5cm", x="1cm", y="1cm")
+        page.addElement(frame)
+        box = TextBox()
+        frame.addElement(box)
+        box.addElement(P(text=text))
+    out = io.BytesIO()
+    document.write(out)
+    return out.getvalue()
+
+
 XHTML = """<?xml version="1.0" encoding="utf-8"?>
 <!DOCTYPE html>
 <html xmlns="http://www.w3.org/1999/xhtml"><head><title>Ein Titel</title></head>
@@ -209,6 +234,17 @@ def test_odt_keeps_headings_spans_and_tables():
     assert len(out.getElementsByType(Table)) == 1
 
 
+def test_odp_keeps_its_pages():
+    from odf import teletype
+    from odf.draw import Page
+    from odf.opendocument import load
+    from odf.text import P
+
+    out = load(io.BytesIO(roundtrip("a.odp", make_odp())))
+    assert len(out.getElementsByType(Page)) == 2
+    assert [teletype.extractText(p) for p in out.getElementsByType(P)] == [p.upper() for p in PARAGRAPHS]
+
+
 def test_epub_keeps_entries_and_markup():
     source = zipfile.ZipFile(io.BytesIO(make_epub()))
     out = zipfile.ZipFile(io.BytesIO(roundtrip("book.epub", make_epub())))
@@ -279,6 +315,7 @@ def zip_bomb(data: bytes, size: int) -> bytes:
         ("a.pptx", make_docx, "no ppt/presentation.xml"),
         ("a.docx", make_pptx, "no word/document.xml"),
         ("a.epub", make_odt, "mimetype"),
+        ("a.odt", make_odp, "mimetype"),
         ("a.txt", make_docx, "binary"),
         ("a.srt", lambda: "Ein Mann\xff".encode("latin-1"), "UTF-8"),
         ("a.html", lambda: b"<p>\0</p>", "binary"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from server_process import ServerProcess, raw_request
-from test_file_formats import XXE, make_docx, make_epub, make_odt, make_pptx, make_srt, zip_bomb
+from test_file_formats import XXE, make_docx, make_epub, make_odp, make_odt, make_pptx, make_srt, zip_bomb
 
 pytestmark = pytest.mark.slow  # a running `nmt serve` with three tiny models
 
@@ -132,6 +132,19 @@ def test_odt(server):
     expected = lt(server, paragraphs)
     assert [words(teletype.extractText(p)) for p in out.getElementsByType(P)] == [words(t) for t in expected]
     assert len(out.getElementsByType(Span)) == 1 and len(out.getElementsByType(Table)) == 1
+
+
+def test_odp(server):
+    from odf import teletype
+    from odf.draw import Page
+    from odf.opendocument import load
+    from odf.text import P
+
+    source = load(io.BytesIO(make_odp()))
+    out = load(io.BytesIO(translated_file(server, "slides.odp", make_odp())))
+    expected = lt(server, [teletype.extractText(p) for p in source.getElementsByType(P)])
+    assert [words(teletype.extractText(p)) for p in out.getElementsByType(P)] == [words(t) for t in expected]
+    assert len(out.getElementsByType(Page)) == 2
 
 
 def test_epub(server):

@@ -17,6 +17,7 @@ upload and download sweeps); a name that is not one of them, or has expired, is 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import shutil
@@ -35,9 +36,12 @@ from serve.files import FORMATS, MEDIA_TYPES, Extracted, FileError, extension, e
 from serve.jsonbody import shown
 from serve.languages import Detection
 from serve.libretranslate import LTError, check_key, language_code, missing, read_params
+from serve.logs import LOGGER
 from serve.middleware import SENTENCE_COUNT_HEADER
 from serve.service import PairError, Service
 from serve.translation import Options
+
+logger = logging.getLogger(LOGGER)
 
 DEFAULT_TTL = 1800.0  # seconds a translated file is kept: LibreTranslate removes them after 30 minutes
 DEFAULT_MAX_BYTES = 10 << 20  # bytes of an uploaded file
@@ -161,6 +165,9 @@ def register_file_routes(app: FastAPI, service: Service) -> None:
             found = await run_in_threadpool(extract, filename, data)
         except FileError as e:
             raise LTError(400, f"Invalid request: {e}") from None
+        except Exception as e:  # a reader's library failing on a hostile file in a way not foreseen: still the file's
+            logger.warning("translate_file: %s could not be read", extension(filename), exc_info=e)
+            raise LTError(400, "Invalid request: cannot read this file") from None
         if not found.texts:
             raise LTError(400, "Invalid request: empty file (no text to translate)")
         limit = service.limits.max_chars
@@ -176,8 +183,9 @@ def register_file_routes(app: FastAPI, service: Service) -> None:
         results = await service.translate_route(found.texts, route, Options(beam), found.html)
         try:
             translated = await run_in_threadpool(found.rebuild, [r.text for r in results])
-        except (FileError, ValueError) as e:  # a library refusing what it read itself: the file's fault
-            raise LTError(400, f"Invalid request: cannot write the translated file ({e})") from None
+        except Exception as e:  # a writer's library refusing what its reader accepted: the file's, as above
+            logger.warning("translate_file: %s could not be written", extension(filename), exc_info=e)
+            raise LTError(400, "Invalid request: cannot write the translated file") from None
         name = await run_in_threadpool(store.save, filename, translated)
         url = f"{str(request.base_url).rstrip('/')}/download_file/{name}"
         sentences = sum(r.sentences for r in results)  # for the access log, as on /translate

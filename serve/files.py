@@ -43,6 +43,8 @@ from serve.html import MarkupError, parse_html, text_runs
 MAX_ENTRIES = 5000  # entries in an Office or EPUB zip
 MAX_UNPACKED = 64 << 20  # bytes of all entries of a zip, uncompressed, as its directory declares them
 MAX_RATIO = 100  # uncompressed / compressed size of a zip over 1 MiB (XML compresses about 10 to 30 times)
+MAX_DEPTH = 200  # nested XML elements (the writers and serve.html walk the tree recursively)
+MAX_ELEMENTS = 100_000  # elements (or HTML tags) in a file: seconds of parsing; a real document has far fewer
 MAX_MARKUP = 8 << 20  # bytes of XML (all parts of a zip) or HTML in a file: parsing more would take seconds
 ZIP_MAGIC = b"PK\x03\x04"
 XML_SUFFIXES = (".xml", ".rels", ".xhtml", ".htm", ".html", ".opf", ".ncx", ".svg", ".smil")
@@ -126,15 +128,34 @@ def check_xml(archive: zipfile.ZipFile, allow_doctype: bool = False) -> None:
     markup = sum(info.file_size for info in parts)
     if markup > MAX_MARKUP:
         raise FileError(f"the archive holds {markup} bytes of XML, over the limit of {MAX_MARKUP}")
+    elements = 0
     for info in parts:
         try:
-            defusedxml.ElementTree.fromstring(
+            root = defusedxml.ElementTree.fromstring(
                 archive.read(info), forbid_dtd=not allow_doctype, forbid_entities=True, forbid_external=True
             )
         except DefusedXmlException:
             raise FileError(f"{_shown(info.filename)}: XML with a DTD or entity declarations is refused") from None
         except (ParseError, ValueError, zipfile.BadZipFile, OSError):
             raise FileError(f"{_shown(info.filename)}: malformed XML") from None
+        depth, count = _shape(root)
+        if depth > MAX_DEPTH:
+            raise FileError(f"{_shown(info.filename)}: XML nested deeper than {MAX_DEPTH} elements")
+        elements += count
+        if elements > MAX_ELEMENTS:
+            raise FileError(f"the file has more than {MAX_ELEMENTS} XML elements")
+
+
+def _shape(root: Any) -> tuple[int, int]:
+    """How deeply the elements under `root` nest, and how many there are (without recursion)."""
+    deepest, count, stack = 0, 0, [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        deepest, count = max(deepest, depth), count + 1
+        if deepest > MAX_DEPTH or count > MAX_ELEMENTS:
+            break
+        stack += [(child, depth + 1) for child in element]
+    return deepest, count
 
 
 def _shown(name: str) -> str:
@@ -219,6 +240,8 @@ def html_file(data: bytes) -> Extracted:
     if len(data) > MAX_MARKUP:
         raise FileError(f"the HTML file has {len(data)} bytes, over the limit of {MAX_MARKUP}")
     text, bom = _text(data, ".html")
+    if text.count("<") > MAX_ELEMENTS:
+        raise FileError(f"the HTML file has more than {MAX_ELEMENTS} tags")
     try:
         plain = parse_html(text).texts
     except MarkupError as e:

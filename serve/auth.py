@@ -7,7 +7,8 @@ parser delivered the header (h11 keeps nothing, httptools may keep it) and in th
 key `k3y`; a value that is only whitespace is no key.
 
 Two sets of keys answer `find`: one key (`nmt serve --api-key`, `SingleKey`) or a keys file with per-key limits
-(`--keys`, serve.quota.QuotaStore). Both compare the given key with every key in constant time.
+(`--keys`, serve.quota.QuotaStore; its usage counted in Redis with `--redis`, serve.quota.SharedQuotaStore). Both
+compare the given key with every key in constant time.
 """
 
 from __future__ import annotations

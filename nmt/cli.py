@@ -49,6 +49,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines on stderr")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("prepare", help="read, clean, train SentencePiece and tokenize ahead of `nmt train`")
+    p.add_argument("--config", required=True, help="YAML config file (the one `nmt train` will be given)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (YAML value)")
+    p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    p.set_defaults(func=cmd_prepare)
+
     p = sub.add_parser("translate", help="translate text, one sentence per line (stdin to stdout by default)")
     _add_decode_options(p)
     p.add_argument(
@@ -110,6 +116,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"{state.stop_reason}; best validation BLEU {state.best_bleu:.2f} at step {state.best_step}; "
             f"model in {run_dir}"
+        )
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from nmt.config import load_config
+    from nmt.token_cache import cache_root
+    from nmt.training import prepare_data
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+    config = load_config(args.config, args.set)
+    start = time.perf_counter()
+    data = prepare_data(config, log)
+    if os.environ.get("RANK", "0") == "0":
+        print(
+            f"prepared {len(data.train):,} training pairs ({len(data.train_indices):,} within the length limits) "
+            f"and {len(data.valid):,} validation pairs in {time.perf_counter() - start:.1f} s; caches in "
+            f"{cache_root().parent}"
         )
     return 0
 

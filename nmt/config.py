@@ -82,7 +82,8 @@ class TokenizerConfig(Section):
     vocab_size: int = Field(8000, ge=16)
     model_type: Literal["unigram", "bpe"] = "unigram"
     character_coverage: float = Field(1.0, gt=0.0, le=1.0)
-    sample_size: int = Field(2_000_000, ge=100)  # sentences SentencePiece trains on
+    sample_size: int = Field(1_000_000, ge=100)  # sentences SentencePiece trains on, spread over the corpus
+    workers: int | None = Field(None, ge=1)  # processes that tokenize the corpus; None: one per core
 
 
 class ModelConfig(Section):

@@ -17,15 +17,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import itertools
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,7 +43,10 @@ FORMAT = 1
 MAX_ENTRIES = 4
 MAX_TOKENIZERS = 16
 ENCODE_BATCH = 10_000  # sentences encoded per call
+SHARD_PAIRS = 100_000  # pairs per shard: the unit of work of a tokenizing process
+PROGRESS_SECONDS = 30.0  # between progress lines
 META_FILE = "meta.json"
+SENTENCEPIECE_FORMAT = 2  # 2: a corpus larger than the sample is sampled over its whole length
 
 
 class Encoder(Protocol):
@@ -66,30 +73,173 @@ def _id_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.int32)
 
 
-def _encode_side(ds, column: str, tok: Encoder, dtype: np.dtype, path: Path) -> np.ndarray:
-    """Stream one column's ids to a raw file (never the whole corpus in memory); returns the lengths."""
-    lengths: list[np.ndarray] = []
-    with open(path, "wb") as f:
-        for batch in ds.select_columns([column]).iter(batch_size=ENCODE_BATCH):
-            ids = tok.encode(batch[column])
-            n = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-            flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(n.sum()))
-            f.write(flat.tobytes())
-            lengths.append(n)
-        f.flush()
-        os.fsync(f.fileno())
-    return np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+def default_workers() -> int:
+    """Tokenizing processes: the cores this process may use, shared with torchrun's other workers on this machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
-def tokenize(ds, src_tok: Encoder, tgt_tok: Encoder, directory: Path, vocab_size: int = 65536) -> TokenizedCorpus:
-    """Encode both sides of `ds` into `directory` (ids and offsets as flat files) and open them memory-mapped."""
-    dtype = _id_dtype(vocab_size)
-    offsets = {}
-    for side, tok in (("src", src_tok), ("tgt", tgt_tok)):
-        lengths = _encode_side(ds, side, tok, dtype, directory / f"{side}_ids.bin")
-        offsets[side] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        np.save(directory / f"{side}_offsets.npy", offsets[side])
-    atomic_write_json(directory / META_FILE, {"format": FORMAT, "dtype": dtype.name, "pairs": len(ds)})
+@dataclass
+class _Shards:
+    """One split's tokenization cut into shards of `size` pairs, each written into `directory` by whichever process
+    (pool worker or torchrun rank) holds its lock first: ids to temporary names, renamed, then a `.done` marker."""
+
+    ds: Any
+    src_tok: Encoder
+    tgt_tok: Encoder
+    dtype: np.dtype
+    directory: Path
+    size: int
+    entry: Path  # the finished entry: once it exists, no shard is worth doing
+
+    @property
+    def count(self) -> int:
+        return -(-len(self.ds) // self.size)
+
+    def path(self, index: int, kind: str) -> Path:
+        return self.directory / f"{index:06d}.{kind}"
+
+    def done(self, index: int) -> bool:
+        return self.path(index, "done").is_file()
+
+    def pairs(self, index: int) -> int:
+        return min(len(self.ds), (index + 1) * self.size) - index * self.size
+
+    def encode(self, index: int, wait: bool = False) -> bool:
+        """Write shard `index` unless it is done; False when another process holds it (and `wait` is not set)."""
+        if (self.entry / META_FILE).is_file():
+            return True
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            lock = open(self.path(index, "lock"), "a+b")  # noqa: SIM115
+        except FileNotFoundError:  # the shards were put together and removed meanwhile
+            if (self.entry / META_FILE).is_file():
+                return True
+            raise
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if self.done(index) or (self.entry / META_FILE).is_file():
+                return True
+            lo, hi = index * self.size, index * self.size + self.pairs(index)
+            lengths = []
+            for side, tok in (("src", self.src_tok), ("tgt", self.tgt_tok)):
+                column = self.ds.select_columns([side])
+                part = self.path(index, f"{side}.part{os.getpid()}")
+                n_side: list[np.ndarray] = []
+                with open(part, "wb") as f:
+                    for start in range(lo, hi, ENCODE_BATCH):
+                        ids = tok.encode(column[start : min(hi, start + ENCODE_BATCH)][side])
+                        n = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+                        f.write(np.fromiter(itertools.chain.from_iterable(ids), self.dtype, int(n.sum())).tobytes())
+                        n_side.append(n)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(part, self.path(index, f"{side}.bin"))
+                lengths.append(np.concatenate(n_side) if n_side else np.zeros(0, dtype=np.int64))
+            atomic_write_bytes(self.path(index, "lengths.npy"), _npy(np.stack(lengths)))
+            atomic_write_bytes(self.path(index, "done"), b"")
+            return True
+
+    def lengths(self, index: int) -> np.ndarray:
+        return np.load(self.path(index, "lengths.npy"))
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+_POOL_SHARDS: _Shards | None = None  # what the forked pool workers encode
+
+
+def _pool_encode(index: int) -> tuple[int, bool]:
+    assert _POOL_SHARDS is not None
+    return index, _POOL_SHARDS.encode(index)
+
+
+class _Progress:
+    """Log lines while a long tokenization runs: pairs done, pairs per second, the estimated time left."""
+
+    def __init__(self, total: int, log: Callable[[str], None] | None, every: float = PROGRESS_SECONDS):
+        self.total, self.log, self.every = total, log, every
+        self.done, self.start = 0, time.monotonic()
+        self.last = self.start
+
+    def add(self, pairs: int) -> None:
+        self.done += pairs
+        now = time.monotonic()
+        if self.log and now - self.last >= self.every and self.done < self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            self.log(
+                f"tokenized {self.done:,} of {self.total:,} pairs ({self.done / self.total:.0%}), "
+                f"{rate:,.0f} pairs/s, about {(self.total - self.done) / rate:,.0f} s left"
+            )
+
+
+def encode_shards(shards: _Shards, workers: int, log: Callable[[str], None] | None = None) -> int:
+    """Encode every shard not yet done, `workers` processes at a time (forked: they share the memory-mapped split
+    and the tokenizers); then wait for the shards other processes hold, and redo those whose holder died.
+    Returns how many shards this process encoded."""
+    global _POOL_SHARDS
+    shards.directory.mkdir(parents=True, exist_ok=True)
+    pending = [i for i in range(shards.count) if not shards.done(i)]
+    progress = _Progress(sum(map(shards.pairs, pending)), log)
+    encoded = 0
+    if workers > 1 and len(pending) > 1:
+        _POOL_SHARDS = shards
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(min(workers, len(pending)), mp_context=context) as pool:
+                for index, ours in pool.map(_pool_encode, pending):
+                    encoded += ours
+                    progress.add(shards.pairs(index))
+        finally:
+            _POOL_SHARDS = None
+    else:
+        for index in pending:
+            encoded += shards.encode(index)
+            progress.add(shards.pairs(index))
+    for index in pending:  # held by another process (a torchrun rank): wait for it, redo it if that process died
+        while not shards.done(index) and not (shards.entry / META_FILE).is_file():
+            encoded += shards.encode(index, wait=True)
+    return encoded
+
+
+def _assemble(shards: _Shards, directory: Path) -> None:
+    """The shards' ids and lengths as one entry in `directory` (the same files as one process writes)."""
+    for row, side in enumerate(("src", "tgt")):  # one side's lengths at a time
+        with open(directory / f"{side}_ids.bin", "wb") as out:
+            for index in range(shards.count):
+                with open(shards.path(index, f"{side}.bin"), "rb") as f:
+                    shutil.copyfileobj(f, out, 16 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        side_lengths = np.concatenate([np.zeros(0, np.int64)] + [shards.lengths(i)[row] for i in range(shards.count)])
+        np.save(directory / f"{side}_offsets.npy", np.concatenate([[0], np.cumsum(side_lengths)]).astype(np.int64))
+    atomic_write_json(directory / META_FILE, {"format": FORMAT, "dtype": shards.dtype.name, "pairs": len(shards.ds)})
+
+
+def tokenize(
+    ds,
+    src_tok: Encoder,
+    tgt_tok: Encoder,
+    directory: Path,
+    vocab_size: int = 65536,
+    workers: int = 1,
+    shard_pairs: int = SHARD_PAIRS,
+    log: Callable[[str], None] | None = None,
+) -> TokenizedCorpus:
+    """Encode both sides of `ds` into `directory` (ids and offsets as flat files) and open them memory-mapped:
+    `shard_pairs` pairs at a time, on `workers` processes; the result does not depend on either."""
+    shards = _Shards(ds, src_tok, tgt_tok, _id_dtype(vocab_size), directory / ".shards", shard_pairs, directory)
+    encode_shards(shards, workers, log)
+    _assemble(shards, directory)
+    shutil.rmtree(shards.directory)
     return open_entry(directory)
 
 
@@ -145,7 +295,7 @@ def _evict(root: Path, keep: Path, source: str, data_fingerprint: str) -> None:
         with _locked(root / f"{directory.name}.lock"):
             shutil.rmtree(directory, ignore_errors=True)
         (root / f"{directory.name}.lock").unlink(missing_ok=True)
-    for leftover in root.glob(".tmp-*"):  # a tokenization killed half-way
+    for leftover in itertools.chain(root.glob(".tmp-*"), root.glob(".shards-*")):  # a tokenization killed half-way
         if time.time() - leftover.stat().st_mtime > 24 * 3600:
             shutil.rmtree(leftover, ignore_errors=True)
 
@@ -158,12 +308,22 @@ def _last_used(directory: Path) -> float:
 
 
 def cached_tokenize(
-    ds, src_tok, tgt_tok, source: str, root: Path | None = None, log=None
+    ds,
+    src_tok,
+    tgt_tok,
+    source: str,
+    root: Path | None = None,
+    log=None,
+    workers: int | None = None,
+    shard_pairs: int = SHARD_PAIRS,
 ) -> tuple[TokenizedCorpus, bool]:
     """The tokenized split from the cache, tokenizing it first on a miss; returns (corpus, hit).
 
     `src_tok`/`tgt_tok` are `nmt.tokenizer.Tokenizer`s; `source` names where the split came from (its data
     directory or hub id, split and languages), so that an entry whose files have changed is recognized as stale.
+    On a miss the split is encoded in shards of `shard_pairs` pairs by `workers` processes (default: one per core)
+    and by every other process that asks for the same entry meanwhile (torchrun's ranks); the process that then
+    takes the entry's lock first puts the shards together into the entry.
     """
     root = root or cache_root()
     data_fingerprint = ds._fingerprint
@@ -172,35 +332,67 @@ def cached_tokenize(
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise NMTError(f"cannot create the tokenization cache {root}: {e.strerror} (set NMT_CACHE_DIR)") from None
-    entry = root / key
-    with _locked(root / f"{key}.lock"):
+    entry, lock = root / key, root / f"{key}.lock"
+
+    def opened() -> TokenizedCorpus | None:
         if (entry / META_FILE).is_file():
             try:
                 corpus = open_entry(entry)
                 os.utime(entry / META_FILE)  # most recently used
-                return corpus, True
+                return corpus
             except ValueError as e:  # rebuilt below
                 if log:
                     log(str(e))
-        if log:
-            log(f"tokenizing {source} ({len(ds):,} pairs) into the cache {entry}")
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
-        try:
-            if entry.exists():  # not a complete entry (no meta.json): rebuild it
-                shutil.rmtree(entry)
-            tokenize(ds, src_tok, tgt_tok, tmp, max(src_tok.vocab_size, tgt_tok.vocab_size))
-            meta = json.loads((tmp / META_FILE).read_text())
-            meta.update(source=source, data_fingerprint=data_fingerprint)
-            atomic_write_json(tmp / META_FILE, meta)
-            os.replace(tmp, entry)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+                shutil.rmtree(entry, ignore_errors=True)
+        return None
+
+    with _locked(lock):
+        corpus = opened()
+    if corpus is not None:
+        return corpus, True
+    workers = workers or default_workers()
+    shards = _Shards(
+        ds, src_tok, tgt_tok, _id_dtype(max(src_tok.vocab_size, tgt_tok.vocab_size)),
+        root / f".shards-{key}-{shard_pairs}", shard_pairs, entry,
+    )  # fmt: skip
+    if log:
+        log(
+            f"tokenizing {source} ({len(ds):,} pairs, {shards.count:,} shards, {min(workers, shards.count)} processes) "
+            f"into the cache {entry}"
+        )
+    start = time.monotonic()
+    encode_shards(shards, workers, log)
+    with _locked(lock):
+        corpus = opened()  # put together by another process meanwhile
+        if corpus is None:
+            tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+            try:
+                if entry.exists():  # not a complete entry (no meta.json): rebuild it
+                    shutil.rmtree(entry)
+                encode_shards(shards, 1)  # any shard lost meanwhile (none, unless its files were removed)
+                _assemble(shards, tmp)
+                meta = json.loads((tmp / META_FILE).read_text())
+                meta.update(source=source, data_fingerprint=data_fingerprint)
+                atomic_write_json(tmp / META_FILE, meta)
+                os.replace(tmp, entry)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            shutil.rmtree(shards.directory, ignore_errors=True)
+            if log:
+                seconds = time.monotonic() - start
+                log(f"tokenized {len(ds):,} pairs in {seconds:.1f} s ({len(ds) / max(seconds, 1e-9):,.0f} pairs/s)")
     _evict(root, entry, source, data_fingerprint)
     return open_entry(entry), False
 
 
-def sentences(ds, columns: tuple[str, ...]) -> Iterator[str]:
+def sentences(ds, columns: tuple[str, ...], limit: int | None = None) -> Iterator[str]:
+    """The `columns` of every pair, batch by batch; when they hold more than `limit` sentences, those of
+    `limit // len(columns)` pairs spread evenly over the split (the same pairs every time: the model stays
+    deterministic, and a mixture's last corpus counts as much as its first)."""
+    pairs = (limit // len(columns)) if limit else len(ds)
+    if len(ds) > pairs:
+        ds = ds.select(np.linspace(0, len(ds) - 1, max(pairs, 1)).round().astype(np.int64), keep_in_memory=True)
     for batch in ds.iter(batch_size=1000):
         for column in columns:
             yield from batch[column]
@@ -210,14 +402,15 @@ def cached_sentencepiece(ds, columns: tuple[str, ...], path: Path, config: Token
     """The SentencePiece model trained on `columns` of `ds` with `config`, written to `path`: copied from the cache
     when this data and these settings were seen before, else trained and cached."""
     root = cache_root("sentencepiece")
-    settings = json.dumps(config.model_dump(mode="json"), sort_keys=True)
-    key = hashlib.sha256(f"v{FORMAT}\0{ds._fingerprint}\0{','.join(columns)}\0{settings}".encode()).hexdigest()[:32]
+    settings = json.dumps(config.model_dump(mode="json", exclude={"workers"}), sort_keys=True)
+    text = f"v{SENTENCEPIECE_FORMAT}\0{ds._fingerprint}\0{','.join(columns)}\0{settings}"
+    key = hashlib.sha256(text.encode()).hexdigest()[:32]
     cached = root / f"{key}.model"
     if cached.is_file():
         atomic_write_bytes(path, cached.read_bytes())
         os.utime(cached)
         return Tokenizer.load(path)
-    tokenizer = train_sentencepiece(sentences(ds, columns), path, config)
+    tokenizer = train_sentencepiece(sentences(ds, columns, config.sample_size), path, config)
     with contextlib.suppress(OSError, NMTError):  # a cache that cannot be written only costs time
         root.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cached, path.read_bytes())

@@ -61,6 +61,7 @@ RESUMABLE_KEYS = {
     "train.log_every_steps",
     "train.checkpoint_every_steps",
     "train.keep_checkpoints",
+    "tokenizer.workers",
     "data.path",
     "decode",
 }
@@ -204,6 +205,22 @@ def _config_differences(old: Config, new: Config) -> list[str]:
     return [k for k in keys if k not in RESUMABLE_KEYS and k.split(".")[0] not in RESUMABLE_KEYS]
 
 
+def prepare_data(config: Config, log: Callable[[str], None] | None = None) -> RunData:
+    """`nmt prepare`: what a training start with `config` reads, cleans, trains and tokenizes, done ahead into the
+    caches (`$NMT_CACHE_DIR`), so that `nmt train` with the same config starts from them. Under torchrun every
+    process tokenizes shards of the training split."""
+    import tempfile
+
+    dist = Distributed.from_env(torch.device("cpu"))
+    try:
+        with tempfile.TemporaryDirectory(prefix="nmt-prepare-") as tmp:
+            data = load_run_data(Path(tmp), config, log if dist.is_main else None, dist)
+        dist.barrier()
+        return data
+    finally:
+        dist.close()
+
+
 def prepare_run_dir(run_dir: Path, config: Config, resume: bool) -> None:
     """Check the run directory against --resume and the config; write the resolved config."""
     if resume:
@@ -261,10 +278,16 @@ def _mixed_corpora(config: Config, log: Callable[[str], None] | None) -> tuple[A
     return mixed.select(range(len(mixed)), new_fingerprint=key[:32]), reports
 
 
-def load_run_data(run_dir: Path, config: Config, log: Callable[[str], None] | None = None) -> RunData:
+def load_run_data(
+    run_dir: Path, config: Config, log: Callable[[str], None] | None = None, dist: Distributed | None = None
+) -> RunData:
     """Load train and validation splits, clean the training split (`data.clean`), train (or reload) SentencePiece,
     tokenize (or open the tokenization cache), filter by length. With `data.corpora` the training split is their
-    concatenation, drawn from by weight (`RunData.mixture`)."""
+    concatenation, drawn from by weight (`RunData.mixture`). Under torchrun (`dist`) the main process reads, cleans
+    and trains SentencePiece first; then every process tokenizes shards of the training split."""
+    first = dist is None or dist.is_main
+    if not first:
+        dist.barrier()  # the others then find the read split, the cleaning result and the tokenizers
     data = config.data
     where, langs = source_name(data), f"{data.src_lang}-{data.tgt_lang}"
     report: dict[str, Any] = {}
@@ -284,7 +307,10 @@ def load_run_data(run_dir: Path, config: Config, log: Callable[[str], None] | No
     if data.max_valid_examples and data.max_valid_examples < len(valid_ds):
         valid_ds = valid_ds.select(range(data.max_valid_examples))
     src_tok, tgt_tok = _tokenizers(run_dir, config, train_ds)
-    train, _ = cached_tokenize(train_ds, src_tok, tgt_tok, f"{train_source}:{langs}", log=log)
+    if first and dist is not None:
+        dist.barrier()
+    workers = config.tokenizer.workers
+    train, _ = cached_tokenize(train_ds, src_tok, tgt_tok, f"{train_source}:{langs}", log=log, workers=workers)
     keep = (train.src_lengths <= data.max_src_len) & (train.tgt_lengths <= data.max_tgt_len)
     keep &= train.tgt_lengths > 0
     indices = np.flatnonzero(keep)
@@ -307,7 +333,9 @@ def load_run_data(run_dir: Path, config: Config, log: Callable[[str], None] | No
                     f"{corpus['weight']:g}: {count:,} per epoch"
                 )
         report["corpora"] = corpora
-    valid, _ = cached_tokenize(valid_ds, src_tok, tgt_tok, f"{where}:{data.valid_split}:{langs}", log=log)
+    valid, _ = cached_tokenize(
+        valid_ds, src_tok, tgt_tok, f"{where}:{data.valid_split}:{langs}", log=log, workers=workers
+    )
     valid_src, valid_ref = list(valid_ds["src"]), list(valid_ds["tgt"])
     return RunData(src_tok, tgt_tok, train, indices, valid, valid_src, valid_ref, report, mixture)
 
@@ -380,12 +408,10 @@ class Run:
         precision = resolve_train_precision(config.train.precision, self.device) if self.dist.is_main else None
         self.precision = self.dist.broadcast(precision)
         self.reporter = Reporter(run_dir, config, self.dist.is_main, show_progress)
-        if self.dist.is_main:  # the main process writes the run directory, trains SentencePiece and tokenizes first
+        if self.dist.is_main:  # the main process writes the run directory and trains SentencePiece first
             prepare_run_dir(run_dir, config, resume)
-            self.data = load_run_data(run_dir, config, self.reporter.log)
+        self.data = load_run_data(run_dir, config, self.reporter.log if self.dist.is_main else None, self.dist)
         self.dist.barrier()
-        if not self.dist.is_main:  # the others then read the tokenizers and the tokenization cache
-            self.data = load_run_data(run_dir, config)
         random.seed(config.seed)
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)

@@ -461,3 +461,8 @@ def secure_filename(filename: str) -> str:
         suffix = extension(name)[:20]
         name = name[: MAX_NAME - len(suffix)] + suffix
     return name
+
+
+def supported_formats() -> list[str]:
+    """The extensions /translate_file accepts, as /frontend/settings lists them."""
+    return list(FORMATS)

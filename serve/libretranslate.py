@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from serve.auth import MissingKey, UnknownKey
+from serve.files import supported_formats
 from serve.html import MarkupError, parse_html
 from serve.jsonbody import MalformedJSON, parse_json, shown
 from serve.languages import Detection, language_name, served_code
@@ -213,10 +214,6 @@ def register_routes(app: FastAPI, service: Service) -> None:
         await run_in_threadpool(service.suggestions.add, original[0], suggestion[0], source, target)
         return JSONResponse({"success": True})
 
-    from serve.file_routes import register_file_routes  # it imports this module
-
-    register_file_routes(app, service)
-
 
 async def _translate_grouped(
     service: Service, texts: list[str], routes: list[tuple[Model, ...]], alternatives: int, html: bool
@@ -241,8 +238,6 @@ async def _translate_grouped(
 
 def frontend_settings_of(service: Service) -> dict[str, Any]:
     """GET /frontend/settings, with the fields LibreTranslate 1.9 gives (its front end and clients read them)."""
-    from serve.file_routes import supported_formats
-
     first = next(iter(service.models.values()))
     return {
         "charLimit": service.limits.max_chars,

@@ -12,8 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from serve.file_routes import supported_formats
-from serve.files import MEDIA_TYPES
+from serve.files import MEDIA_TYPES, supported_formats
 from serve.libretranslate import FORMATS
 from serve.middleware import SENTENCE_COUNT_HEADER
 from serve.quota import QuotaStore

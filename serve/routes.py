@@ -9,7 +9,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 
 from nmt import __version__
-from serve import libretranslate
+from serve import file_routes, libretranslate
 from serve.middleware import SENTENCE_COUNT_HEADER
 from serve.schema import BatchTranslationResponse, TranslationRequest, TranslationResponse, n_best_message
 from serve.service import PairError, Service
@@ -69,3 +69,4 @@ def register_routes(app: FastAPI, service: Service, workers_ready: Any) -> None:
         return JSONResponse(body, headers={SENTENCE_COUNT_HEADER: str(sentences)})
 
     libretranslate.register_routes(app, service)
+    file_routes.register_file_routes(app, service)

@@ -18,7 +18,8 @@ from nmt.config import Config
 from nmt.errors import NMTError
 from nmt.machine import machine_info
 from serve.auth import SingleKey
-from serve.file_routes import FORM_OVERHEAD, FileStore
+from serve.file_routes import FORM_OVERHEAD
+from serve.filestore import FileStore
 from serve.jsonbody import StrictJSONRoute
 from serve.litserve_glue import TranslationServer
 from serve.logs import LOGGER, configure_logging

@@ -17,7 +17,7 @@ from serve.suggestions import SuggestionStore
 from serve.translation import Hypotheses, Options, TextResult, Work, assemble, plan
 
 if TYPE_CHECKING:
-    from serve.file_routes import FileStore
+    from serve.filestore import FileStore
 
 
 @dataclass(frozen=True)

@@ -367,7 +367,7 @@ def test_characters_xml_cannot_hold_are_dropped_from_translations():
 
 
 def test_the_store_keeps_files_for_their_time_to_live(tmp_path):
-    from serve.file_routes import FileStore
+    from serve.filestore import FileStore
 
     store = FileStore(str(tmp_path / "out"), ttl=60)
     name = store.save("../../Bericht über.docx", b"data")
@@ -383,7 +383,7 @@ def test_the_store_keeps_files_for_their_time_to_live(tmp_path):
 
 
 def test_the_default_store_is_private_and_removed_at_exit():
-    from serve.file_routes import FileStore
+    from serve.filestore import FileStore
 
     store = FileStore(ttl=60)
     assert store.directory.stat().st_mode & 0o777 == 0o700

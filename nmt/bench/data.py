@@ -3,16 +3,19 @@
 Three starts of `nmt train`'s `Run`, each in a fresh process as a user would start them, each up to its first
 optimizer step: a first start (cold caches: reading the text into Arrow, SentencePiece, tokenizing), a second run on
 the same data into another run directory (the caches found again), and a resume of the first run from a checkpoint.
-Each step's time and peak resident memory (VmHWM, reset before it), and the time to build one epoch's batches.
-This measures the pipeline, not translation quality.
+Each step's time and peak resident memory (VmHWM, reset before it: reading the text, cleaning, SentencePiece,
+tokenizing), the largest peak of the processes that tokenize beside the main one, and the time to build one epoch's
+batches. This measures the pipeline, not translation quality.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -59,25 +62,60 @@ def write_corpus(source: Path, target: Path, src: str, tgt: str, pairs: int, tra
         shutil.copyfile(source / f"{valid}.{lang}", target / f"{valid}.{lang}")
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (the tokenizing pool's, once it is closed)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class _AnonPeak:
+    """The peak of RssAnon (memory of the process's own: RSS less the pages of memory-mapped files, which the
+    kernel may drop at any time), sampled every 50 ms by a thread; the kernel keeps no such peak."""
+
+    def __init__(self) -> None:
+        self.peak = _status_mib("RssAnon")
+        self.stopped = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self.stopped.wait(0.05):
+            self.peak = max(self.peak, _status_mib("RssAnon"))
+
+    def reset(self) -> None:
+        self.peak = _status_mib("RssAnon")
+
+
+_ANON: _AnonPeak | None = None
+
+
 class _Step:
-    """Seconds and peak RSS of the wrapped function (the peak is reset before each call)."""
+    """Seconds, peak RSS and sampled peak RssAnon of the wrapped function (the peaks are reset before each call)."""
 
     def __init__(self, module, name: str):
         self.module, self.name, self.original = module, name, getattr(module, name)
-        self.seconds, self.peak_mib = 0.0, 0.0
+        self.seconds, self.cpu_seconds, self.peak_mib, self.anon_mib = 0.0, 0.0, 0.0, 0.0
         setattr(module, name, self)
 
     def __call__(self, *args, **kwargs):
         _reset_peak()
-        start = time.perf_counter()
+        if _ANON:
+            _ANON.reset()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         try:
             return self.original(*args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
+            self.cpu_seconds += _cpu_seconds() - cpu
             self.peak_mib = max(self.peak_mib, _status_mib("VmHWM"))
+            self.anon_mib = max(self.anon_mib, _status_mib("RssAnon"), _ANON.peak if _ANON else 0.0)
 
     def report(self) -> dict[str, float]:
-        return {"seconds": round(self.seconds, 2), "peak_rss_mib": round(self.peak_mib)}
+        return {
+            "seconds": round(self.seconds, 2),
+            "cpu_seconds": round(self.cpu_seconds, 2),
+            "peak_rss_mib": round(self.peak_mib),
+            "peak_anon_mib": round(self.anon_mib),
+        }
 
 
 def measure_start(config_path: str, overrides: list[str], run_dir: str, resume: bool, epochs: int) -> dict[str, Any]:
@@ -86,22 +124,27 @@ def measure_start(config_path: str, overrides: list[str], run_dir: str, resume: 
     import nmt.training
     from nmt.config import load_config
 
+    global _ANON
     config = load_config(config_path, overrides)
+    _ANON = _AnonPeak()
     steps = {
         "read_text": _Step(nmt.training, "load_split"),
+        "cleaning": _Step(nmt.training, "clean_split"),
         "sentencepiece": _Step(nmt.token_cache, "train_sentencepiece"),
         "tokenize": _Step(nmt.training, "cached_tokenize"),
     }
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     run = nmt.training.Run(config, Path(run_dir), resume=resume, show_progress=False)
     state = run.initial_state(resume)
     peak = _status_mib("VmHWM")  # since the last step's reset: building the model, loading the checkpoint
+    _ANON.reset()
     begin = time.perf_counter()
     batches = run.epoch_batches(state.epoch)
     batch_s = time.perf_counter() - begin
     indices = state.next_batch(batches)
     run.train_step(indices, run.learning_rate(state, len(batches)))
     result: dict[str, Any] = {"seconds_to_first_step": round(time.perf_counter() - start, 2)}
+    result["cpu_seconds_to_first_step"] = round(_cpu_seconds() - cpu, 2)
     result |= {name: step.report() for name, step in steps.items()}
     result["batches"] = {"per_epoch": len(batches), "seconds": round(batch_s, 2)}
     if not resume:
@@ -113,7 +156,12 @@ def measure_start(config_path: str, overrides: list[str], run_dir: str, resume: 
         state.step_done(run.target_tokens(indices), 0.0, 0.0)
         run.checkpoint(state)
     peak = max(peak, _status_mib("VmHWM"), *(step.peak_mib for step in steps.values()))
-    result["peak_rss_mib"] = round(peak)  # of the whole start
+    result["peak_rss_mib"] = round(peak)  # of the whole start (the main process)
+    whole_anon = max(_ANON.peak, _status_mib("RssAnon"), *(step.anon_mib for step in steps.values()))
+    result["peak_anon_mib"] = round(whole_anon)
+    # the tokenizing pool's processes (forked: their peak counts the pages they share with the main process)
+    result["workers_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    result["tokenize_workers"] = config.tokenizer.workers or nmt.token_cache.default_workers()
     result["pairs_kept"] = len(run.data.train_indices)
     run.close()
     return result
@@ -170,10 +218,11 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
     write_corpus(Path(where), corpus, data.src_lang, data.tgt_lang, args.pairs, data.train_split, data.valid_split)
     write_s = time.perf_counter() - start
     overrides = [*args.set, f"data.path={corpus}"] + ([f"train.threads={args.threads}"] if args.threads else [])
-    phases = {
-        name: _start_in_child(args.config, overrides, work / run_dir, resume, args.epochs)
-        for name, run_dir, resume in (("first_start", "a", False), ("second_run", "b", False), ("resume", "a", True))
-    }
+    phases: dict[str, Any] = {}
+    for name, run_dir, resume in (("first_start", "a", False), ("second_run", "b", False), ("resume", "a", True)):
+        phases[name] = _start_in_child(args.config, overrides, work / run_dir, resume, args.epochs)
+        # what is measured so far, should a long run be stopped before the end
+        write_json(args.json, {"benchmark": "data", "pairs": args.pairs, "partial": True, "phases": phases})
     cache_mib = sum(p.stat().st_size for p in (work / "cache").rglob("*") if p.is_file()) / 2**20
     first, second, resume = phases["first_start"], phases["second_run"], phases["resume"]
     report = {
@@ -191,20 +240,25 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
 
     def steps(phase: dict[str, Any]) -> str:
         return ", ".join(
-            f"{name} {phase[name]['seconds']} s (peak {phase[name]['peak_rss_mib']:,} MiB)"
-            for name in ("read_text", "sentencepiece", "tokenize")
+            f"{name} {phase[name]['seconds']} s ({phase[name]['cpu_seconds']} s CPU, "
+            f"peak {phase[name]['peak_rss_mib']:,} MiB, "
+            f"anonymous {phase[name]['peak_anon_mib']:,} MiB)"
+            for name in ("read_text", "cleaning", "sentencepiece", "tokenize")
         )
 
     print_lines(
         f"{args.config}: {args.pairs:,} pairs ({report['corpus_mib']:,} MiB of text), "
         f"{report['tokenization_cache_mib']:,} MiB of token ids in the cache",
         f"first start: {steps(first)}; first step after {first['seconds_to_first_step']} s, "
-        f"peak RSS {first['peak_rss_mib']:,} MiB",
+        f"peak RSS {first['peak_rss_mib']:,} MiB, anonymous {first['peak_anon_mib']:,} MiB "
+        f"(tokenizing processes: {first['tokenize_workers']}, "
+        f"peak {first['workers_peak_rss_mib']:,} MiB each at most)",
         f"batches: {first['batches']['per_epoch']:,} per epoch, built in {first['batches']['seconds']} s "
         f"(the slowest of {args.epochs} epochs)",
         f"second run (same data): {steps(second)}; first step after {second['seconds_to_first_step']} s, "
-        f"peak RSS {second['peak_rss_mib']:,} MiB",
-        f"resume: first step after {resume['seconds_to_first_step']} s, peak RSS {resume['peak_rss_mib']:,} MiB",
+        f"peak RSS {second['peak_rss_mib']:,} MiB, anonymous {second['peak_anon_mib']:,} MiB",
+        f"resume: first step after {resume['seconds_to_first_step']} s, peak RSS {resume['peak_rss_mib']:,} MiB, "
+        f"anonymous {resume['peak_anon_mib']:,} MiB",
         machine_line(report["machine"]),
     )
     write_json(args.json, report)

@@ -170,11 +170,6 @@ def test_bf16_search_casts_each_weight_once_per_call(bf16_reversal):
     assert steps > 3 and len(casts) == 1, (steps, len(casts))
 
 
-def test_from_run_dir_rejects_conflicting_quantize_and_dtype(tmp_path):
-    with pytest.raises(NMTError, match="disagree"):
-        Translator.from_run_dir(tmp_path, dtype="bf16", quantize="int8")
-
-
 @pytest.mark.slow
 def test_server_worker_searches_in_the_requested_dtype(bf16_reversal):
     from serve.worker import TranslationAPI

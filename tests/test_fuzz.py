@@ -658,15 +658,15 @@ def test_fuzz_libretranslate_forms_and_raw_bodies(target):
         (b'{"texts": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "nested too deeply"),  # was "error parsing the body"
         (b'{"text": "\xc3\x28"}', 400, "not valid UTF-8 at byte 10"),
         ('{"text": "a"}'.encode("utf-16"), 400, "not valid UTF-8 at byte 0"),
-        (b'{"text": "a\x01b"}', 400, "Invalid control character at position 11"),  # was "at at position"
+        (b'{"text": "a\x01b"}', 400, "at position 11"),  # was "at at position"; the rest is the json module's
         (b'{"text": "\\u200b\\u200d\\ufeff"}', 422, "text: empty or only whitespace or invisible characters"),
         (b'{"texts": ["a", "\\u202e \\u00ad"]}', 422, "texts: item 1: empty or only whitespace or invisible"),
         (b'{"text": "a", "beam_size": ' + b"7" * 1000 + b"}", 422, "beam_size: 777777777... (1000 digits) is over"),
         (b'{"text": "a", "beam_size": 2, "n_best": ' + b"9" * 3000 + b"}", 422, "n_best 999999999... (3000 digits)"),
         (b'{"text": "a", "' + b"k" * 5000 + b'": 1}', 422, "unknown field '" + "k" * 40 + "...'"),
         (json.dumps({"texts": [1] * 5000}).encode(), 422, "; and 4995 more"),  # was a 440 KB detail
-        (b'{"text": "a", "beam_size": -0}', 422, "beam_size: Input should be greater than or equal to 1"),
-        (b'{"text": "a", "beam_size": 1e400}', 422, "beam_size: Input should be a valid integer"),
+        (b'{"text": "a", "beam_size": -0}', 422, "beam_size: "),  # what follows "beam_size: " is pydantic's
+        (b'{"text": "a", "beam_size": 1e400}', 422, "beam_size: "),
         (b'\xef\xbb\xbf{"text": "Ein Hund."}', 200, ""),  # a UTF-8 byte order mark is ignored
         (b'{"text": "Ein Hund\\u0000 l\\u00e4uft \\ud83d\\ude00 \\u05e9\\u05dc\\u05d5\\u05dd"}', 200, ""),
     ],

@@ -41,6 +41,9 @@ def run_nmt(*args: str, input: str | None = None, check: bool = True, timeout: f
     return proc
 
 
+TRAIN_TIMEOUT = 900  # seconds for a tiny model's training: under a minute alone, far longer on a loaded machine
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA_DIR / "train.de").is_file():
@@ -52,7 +55,7 @@ def data_dir() -> Path:
 def tiny_run(tmp_path_factory, data_dir) -> Path:
     """configs/tiny.yaml trained once with `nmt train` on the local Multi30k copy."""
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    run_nmt("train", "--config", "configs/tiny.yaml", "--output-dir", run_dir, "--quiet")
+    run_nmt("train", "--config", "configs/tiny.yaml", "--output-dir", run_dir, "--quiet", timeout=TRAIN_TIMEOUT)
     return run_dir
 
 
@@ -73,6 +76,7 @@ def _tiny_one_epoch(tmp_path_factory, source: str, target: str) -> Path:
         run_dir,
         "--quiet",
         *sum((["--set", o] for o in overrides), []),
+        timeout=TRAIN_TIMEOUT,
     )
     return run_dir
 

@@ -40,7 +40,7 @@ def register_routes(app: FastAPI, service: Service, workers_ready: Any) -> None:
     @app.get("/info", summary="The served models, limits and runtime", response_model=None)
     async def info() -> JSONResponse:
         models = [model.info for model in service.models.values()]
-        pairs = {"direct": list(service.models), "pivot": service.pivots()}  # pivot: through English (/translate)
+        pairs = {"direct": list(service.models), "pivot": service.pivots}  # pivot: through English (/translate)
         return JSONResponse({"models": models, "pairs": pairs, "limits": service.limits.to_dict()})
 
     @app.post("/predict", summary="Translate one text (text) or several (texts)", response_model=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -91,24 +92,27 @@ class Service:
             f"translates {self.pairs}"
         )
 
+    def _through_english(self, source: str, target: str) -> bool:
+        """Whether `source` reaches `target` only through English (no model of its own, both halves served)."""
+        return (
+            self.direct(source, target) is None
+            and self.direct(source, PIVOT) is not None
+            and self.direct(PIVOT, target) is not None
+        )
+
+    @cached_property
     def pivots(self) -> list[str]:
         """The pairs translated through English ("de-fr"), in the order of the served languages."""
-        found = []
-        for source in self.languages:
-            for target in self.languages:
-                if source != target and self.direct(source, target) is None:
-                    try:
-                        self.route(source, target)
-                    except PairError:
-                        continue
-                    found.append(f"{source}-{target}")
-        return found
+        return [f"{s}-{t}" for s in self.languages for t in self.languages if s != t and self._through_english(s, t)]
 
     def targets(self, source: str) -> list[str]:
         """What `source` translates into, directly or through English, sorted; itself included (text comes back as
         it is, as in LibreTranslate)."""
-        reachable = {f"{m.src_lang}-{m.tgt_lang}" for m in self.models.values()} | set(self.pivots())
-        return sorted({pair.split("-", 1)[1] for pair in reachable if pair.split("-", 1)[0] == source} | {source})
+        return sorted(
+            t
+            for t in self.languages
+            if t == source or self.direct(source, t) is not None or self._through_english(source, t)
+        )
 
     def language_list(self) -> list[dict[str, Any]]:
         """GET /languages: every served language with its name and the targets it translates into."""
